@@ -1,0 +1,1 @@
+"""Code shared by the server and the worker: settings, models, queue keys, errors, updates."""

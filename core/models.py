@@ -1,0 +1,170 @@
+"""Peewee models (Fund, Order, OrderEvent, IdempotencyKey) and the database set-up.
+
+Nothing connects at import time: `db` is a proxy that `init_db(url)` binds.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlparse
+
+import peewee as pw
+from playhouse.db_url import connect as connect_url
+
+db = pw.DatabaseProxy()
+
+#: Seconds SQLite waits for another writer before giving up (several processes share it).
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+class DecimalText(pw.TextField):
+    """A Decimal stored as text: exact on every backend (SQLite's NUMERIC would be a float)."""
+
+    def db_value(self, value: Any) -> Any:
+        return None if value is None else f"{Decimal(value):f}"
+
+    def python_value(self, value: Any) -> Any:
+        return None if value is None else Decimal(value)
+
+
+class BaseModel(pw.Model):
+    id = pw.AutoField()
+
+    class Meta:
+        database = db
+        legacy_table_names = False
+
+
+class Fund(BaseModel):
+    """The fund catalog, loaded at start from FUNDS_FILE or the demo list."""
+
+    name = pw.CharField(max_length=200, unique=True)
+    nav = DecimalText()
+
+
+class Order(BaseModel):
+    """One fund order; the row is the truth, the Redis lists only dispatch it."""
+
+    ref = pw.CharField(max_length=64, unique=True)
+    fund_name = pw.CharField(max_length=200)
+    transaction_type = pw.CharField(max_length=8)
+    quantity = pw.BigIntegerField()
+    order_value = DecimalText()
+    status = pw.CharField(max_length=16, index=True)
+    priority = pw.SmallIntegerField()
+    created_on = pw.DateTimeField()
+    updated_on = pw.DateTimeField()
+    attempts = pw.IntegerField(default=0)
+    failure_reason = pw.TextField(default="")
+    confirmation_id = pw.TextField(default="")
+    #: Sequence of the latest OrderEvent; the next event takes last_sequence + 1.
+    last_sequence = pw.IntegerField(default=0)
+    progress = pw.SmallIntegerField(default=0)
+    #: True when CANCELLED by processing (counted as "failed" by QueueStats).
+    failed = pw.BooleanField(default=False)
+    #: Who holds the order while PROCESSING, and until when (renewed by heartbeats).
+    worker_id = pw.CharField(max_length=128, null=True)
+    lease_expires_at = pw.DateTimeField(null=True, index=True)
+    recoveries = pw.IntegerField(default=0)
+    #: When the ref was last pushed onto its list; the reaper re-pushes stale PENDING orders.
+    enqueued_at = pw.DateTimeField(null=True)
+    caller = pw.CharField(max_length=128, default="")
+
+
+class OrderEvent(BaseModel):
+    """Append-only audit trail; each row is also the update published to watchers."""
+
+    order = pw.ForeignKeyField(Order, backref="events", on_delete="RESTRICT")
+    sequence = pw.IntegerField()
+    event = pw.CharField(max_length=32)
+    status = pw.CharField(max_length=16)
+    progress = pw.SmallIntegerField()
+    detail = pw.TextField(default="")
+    created_on = pw.DateTimeField()
+    #: The order as it was at this event (JSON), so a replay shows history.
+    snapshot = pw.TextField()
+
+    class Meta:
+        indexes = ((("order", "sequence"), True),)
+
+
+class IdempotencyKey(BaseModel):
+    """A caller's idempotency key and the request it first came with."""
+
+    caller = pw.CharField(max_length=128)
+    key = pw.CharField(max_length=255)
+    request_hash = pw.CharField(max_length=64)
+    order = pw.ForeignKeyField(Order, on_delete="RESTRICT")
+    created_on = pw.DateTimeField()
+
+    class Meta:
+        indexes = ((("caller", "key"), True),)
+
+
+MODELS: list[type[BaseModel]] = [Fund, Order, OrderEvent, IdempotencyKey]
+
+
+def utcnow() -> dt.datetime:
+    """Naive UTC now: how every timestamp is stored."""
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+def make_database(url: str, pool_size: int = 16) -> pw.Database:
+    """A pooled peewee database for a DATABASE_URL (sqlite:///... or postgresql://...)."""
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        path = url[len("sqlite:///") :]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        database: pw.Database = connect_url(
+            "sqlite+pool:///" + path,
+            max_connections=pool_size,
+            stale_timeout=300,
+            timeout=30,
+            check_same_thread=False,
+            # IMMEDIATE: take the write lock at BEGIN, so busy_timeout applies instead of a
+            # deadlock error when two readers both try to upgrade to writers.
+            lock_type="IMMEDIATE",
+            pragmas={
+                "journal_mode": "wal",
+                "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
+                "synchronous": "normal",
+                "foreign_keys": 1,
+            },
+        )
+        return database
+    if parsed.scheme in ("postgres", "postgresql"):
+        database = connect_url(
+            "postgresql+pool" + url[len(parsed.scheme) :],
+            max_connections=pool_size,
+            stale_timeout=300,
+            timeout=30,
+            connect_timeout=5,
+        )
+        return database
+    raise ValueError(f"unsupported DATABASE_URL scheme {parsed.scheme!r}")
+
+
+def init_db(url: str, pool_size: int = 16, create: bool = True) -> pw.Database:
+    """Bind `db` to the database at url and create the schema idempotently."""
+    database = make_database(url, pool_size)
+    db.initialize(database)
+    if create:
+        with database.connection_context():
+            database.create_tables(MODELS, safe=True)
+    return database
+
+
+def close_db() -> None:
+    """Close every pooled connection (at shutdown)."""
+    database = db.obj
+    if database is None:
+        return
+    close_all = getattr(database, "close_all", None)
+    if close_all is not None:
+        close_all()
+    else:
+        database.close()

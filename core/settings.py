@@ -1,0 +1,228 @@
+"""Settings from the environment, validated once at start; the only reader of os.environ."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import quote
+
+DEFAULT_DATABASE_URL = "sqlite:///var/orders.db"
+DEFAULT_THIRD_PARTY_URL = "http://127.0.0.1:8081"
+
+T = TypeVar("T")
+
+
+class SettingsError(ValueError):
+    """One or more environment values are invalid; str() is one line per bad value."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every knob of server and worker. Tests build it directly; mains use from_env()."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    database_url: str = DEFAULT_DATABASE_URL
+    host: str = "127.0.0.1"
+    port: int = 50051
+    third_party_url: str = DEFAULT_THIRD_PARTY_URL
+    funds_file: Path | None = None
+    worker_concurrency: int = 8
+    third_party_timeout_s: float = 5.0
+    third_party_connect_timeout_s: float = 2.0
+    third_party_max_attempts: int = 5
+    retry_base_delay_s: float = 0.2
+    retry_max_delay_s: float = 10.0
+    admin_token: str | None = None
+    api_tokens: Mapping[str, str] = field(default_factory=dict)
+    order_lease_seconds: float = 30.0
+    max_recoveries: int = 3
+    max_queue_depth: int = 100_000
+    reaper_interval_s: float = 2.0
+    pending_grace_s: float = 30.0
+    redis_timeout_s: float = 1.0
+    db_pool_size: int = 16
+    metrics_port: int | None = None
+    worker_metrics_port: int | None = None
+    log_format: str = "text"
+    log_level: str = "INFO"
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_client_ca_file: Path | None = None
+    shutdown_grace_s: float = 10.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """Read and validate every variable; raise SettingsError naming each bad one."""
+        env = os.environ if environ is None else environ
+        reader = _Reader(env)
+        settings = cls(
+            redis_url=_redis_url(env, reader),
+            database_url=reader.get("DATABASE_URL", _database_url, DEFAULT_DATABASE_URL),
+            host=reader.get("HOST", _nonempty, "127.0.0.1"),
+            port=reader.get("PORT", _port_or_zero, 50051),
+            third_party_url=reader.get("THIRD_PARTY_URL", _http_url, DEFAULT_THIRD_PARTY_URL),
+            funds_file=reader.get("FUNDS_FILE", _existing_file, None),
+            worker_concurrency=reader.get("WORKER_CONCURRENCY", _int_range(1, 256), 8),
+            third_party_timeout_s=reader.get("THIRD_PARTY_TIMEOUT_S", _positive_float, 5.0),
+            third_party_max_attempts=reader.get("THIRD_PARTY_MAX_ATTEMPTS", _int_range(1, 100), 5),
+            retry_base_delay_s=reader.get("RETRY_BASE_DELAY_S", _nonneg_float, 0.2),
+            retry_max_delay_s=reader.get("RETRY_MAX_DELAY_S", _nonneg_float, 10.0),
+            admin_token=reader.get("ADMIN_TOKEN", _token, None),
+            api_tokens=reader.get("API_TOKENS", _api_tokens, {}),
+            order_lease_seconds=reader.get("ORDER_LEASE_SECONDS", _positive_float, 30.0),
+            max_recoveries=reader.get("MAX_RECOVERIES", _int_range(0, 1000), 3),
+            max_queue_depth=reader.get("MAX_QUEUE_DEPTH", _int_range(1, 10**9), 100_000),
+            reaper_interval_s=reader.get("REAPER_INTERVAL_S", _positive_float, 2.0),
+            pending_grace_s=reader.get("PENDING_GRACE_SECONDS", _positive_float, 30.0),
+            redis_timeout_s=reader.get("REDIS_TIMEOUT_S", _positive_float, 1.0),
+            db_pool_size=reader.get("DB_POOL_SIZE", _int_range(1, 1000), 16),
+            metrics_port=reader.get("METRICS_PORT", _port_or_zero, None),
+            worker_metrics_port=reader.get("WORKER_METRICS_PORT", _port_or_zero, None),
+            log_format=reader.get("LOG_FORMAT", _choice("text", "json"), "text"),
+            log_level=reader.get(
+                "LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True), "INFO"
+            ),
+            tls_cert_file=reader.get("TLS_CERT_FILE", _existing_file, None),
+            tls_key_file=reader.get("TLS_KEY_FILE", _existing_file, None),
+            tls_client_ca_file=reader.get("TLS_CLIENT_CA_FILE", _existing_file, None),
+            shutdown_grace_s=reader.get("SHUTDOWN_GRACE_S", _nonneg_float, 10.0),
+        )
+        if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
+            reader.problems.append("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
+        if settings.tls_client_ca_file and settings.tls_cert_file is None:
+            reader.problems.append("TLS_CLIENT_CA_FILE needs TLS_CERT_FILE and TLS_KEY_FILE")
+        if reader.problems:
+            raise SettingsError(reader.problems)
+        return settings
+
+
+class _Reader:
+    """Collects every problem instead of stopping at the first one."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
+        raw = self.env.get(name)
+        if raw is None or raw.strip() == "":
+            return default
+        try:
+            return parse(raw.strip())
+        except ValueError as exc:
+            shown = "<hidden>" if "TOKEN" in name or "PASSWORD" in name else repr(raw)
+            self.problems.append(f"{name}={shown}: {exc}")
+            return default
+
+
+def _redis_url(env: Mapping[str, str], reader: _Reader) -> str:
+    url = env.get("REDIS_URL", "").strip()
+    if url:
+        if not url.startswith(("redis://", "rediss://", "unix://")):
+            reader.problems.append(
+                "REDIS_URL=<hidden>: must start with redis://, rediss:// or unix://"
+            )
+        return url
+    host = reader.get("REDIS_HOST", _nonempty, "127.0.0.1")
+    port = reader.get("REDIS_PORT", _int_range(1, 65535), 6379)
+    password = env.get("REDIS_PASSWORD", "")
+    auth = f":{quote(password, safe='')}@" if password else ""
+    return f"redis://{auth}{host}:{port}/0"
+
+
+def _nonempty(raw: str) -> str:
+    if not raw:
+        raise ValueError("must not be empty")
+    return raw
+
+
+def _int_range(low: int, high: int) -> Callable[[str], int]:
+    def parse(raw: str) -> int:
+        try:
+            value = int(raw)
+        except ValueError:
+            raise ValueError(f"must be a whole number from {low} to {high}") from None
+        if not low <= value <= high:
+            raise ValueError(f"must be from {low} to {high}")
+        return value
+
+    return parse
+
+
+_port_or_zero = _int_range(0, 65535)
+
+
+def _float(raw: str) -> float:
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    value = _float(raw)
+    if value <= 0:
+        raise ValueError("must be greater than 0")
+    return value
+
+
+def _nonneg_float(raw: str) -> float:
+    value = _float(raw)
+    if value < 0:
+        raise ValueError("must not be negative")
+    return value
+
+
+def _http_url(raw: str) -> str:
+    if not raw.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return raw.rstrip("/")
+
+
+def _database_url(raw: str) -> str:
+    if not raw.startswith(("sqlite:///", "postgresql://", "postgres://")):
+        raise ValueError("must be sqlite:///path.db, sqlite:////abs/path.db or postgresql://...")
+    return raw
+
+
+def _existing_file(raw: str) -> Path:
+    path = Path(raw)
+    if not path.is_file():
+        raise ValueError("no such file")
+    return path
+
+
+def _token(raw: str) -> str:
+    if len(raw) < 8 or any(not (33 <= ord(c) <= 126) for c in raw):
+        raise ValueError("must be at least 8 printable ASCII characters without spaces")
+    return raw
+
+
+def _api_tokens(raw: str) -> dict[str, str]:
+    tokens: dict[str, str] = {}
+    for item in raw.split(","):
+        name, sep, token = item.strip().partition(":")
+        if not sep or not name:
+            raise ValueError("must be name:token[,name:token...]")
+        tokens[name] = _token(token)
+    return tokens
+
+
+def _choice(*allowed: str, upper: bool = False) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.upper() if upper else raw.lower()
+        if value not in allowed:
+            raise ValueError(f"must be one of {', '.join(allowed)}")
+        return value
+
+    return parse

@@ -1,0 +1,240 @@
+"""Order persistence: creation and every state transition, each with its audit events.
+
+Every write is one transaction that locks the order row, applies one or more steps, bumps
+`last_sequence` once per step and appends one OrderEvent per step. Callers publish the returned
+updates after the commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import peewee as pw
+
+from core.domain import PROGRESS, Event, OrderStatus, TransactionType, format_money
+from core.errors import OrderNotFound, StoreUnavailable
+from core.models import Fund, IdempotencyKey, Order, OrderEvent, db, utcnow
+from core.updates import Update
+
+#: Errors that mean "the database cannot be reached or is too busy": worth a retry.
+DB_DOWN_ERRORS: tuple[type[Exception], ...] = (pw.OperationalError, pw.InterfaceError)
+
+
+@dataclass(frozen=True)
+class Step:
+    """One event to record, with the field changes it makes to the order."""
+
+    event: Event
+    detail: str = ""
+    changes: dict[str, Any] = field(default_factory=dict)
+
+
+def snapshot(order: Order) -> dict[str, Any]:
+    """The order as a JSON-able dict (the `order` of an update)."""
+    return {
+        "order_ref_no": order.ref,
+        "fund_name": order.fund_name,
+        "transaction_type": order.transaction_type,
+        "quantity": order.quantity,
+        "order_value": format_money(order.order_value),
+        "status": order.status,
+        "created_on": order.created_on.isoformat(),
+        "updated_on": order.updated_on.isoformat(),
+        "attempts": order.attempts,
+        "failure_reason": order.failure_reason,
+        "confirmation_id": order.confirmation_id,
+    }
+
+
+def _apply(
+    order: Order, steps: Sequence[Step], now: dt.datetime
+) -> tuple[list[dict[str, Any]], list[Update]]:
+    rows: list[dict[str, Any]] = []
+    updates: list[Update] = []
+    for step in steps:
+        for name, value in step.changes.items():
+            setattr(order, name, value)
+        order.last_sequence += 1
+        order.progress = max(order.progress, PROGRESS[step.event])
+        order.updated_on = now
+        snap = snapshot(order)
+        rows.append(
+            {
+                "order": order.id,
+                "sequence": order.last_sequence,
+                "event": step.event.value,
+                "status": order.status,
+                "progress": order.progress,
+                "detail": step.detail,
+                "created_on": now,
+                "snapshot": json.dumps(snap, separators=(",", ":")),
+            }
+        )
+        updates.append(
+            Update(
+                order.ref,
+                order.last_sequence,
+                step.event.value,
+                order.progress,
+                step.detail,
+                now,
+                snap,
+            )
+        )
+    return rows, updates
+
+
+def _for_update(query: pw.Select) -> pw.Select:
+    # SQLite has no row locks; its IMMEDIATE transactions already serialise writers.
+    if isinstance(db.obj, pw.SqliteDatabase):
+        return query
+    return query.for_update()
+
+
+def create_order(
+    *,
+    ref: str,
+    fund_name: str,
+    transaction_type: TransactionType,
+    quantity: int,
+    value: Decimal,
+    priority: int,
+    caller: str = "",
+    idempotency: tuple[str, str] | None = None,
+    queued: bool = True,
+) -> list[Update]:
+    """Insert a PENDING order with its `created` and `queued` events (and idempotency key).
+
+    queued=False (Redis known to be down) records only `created`: the caller cancels it next.
+
+    Raises peewee.IntegrityError when the idempotency key was taken concurrently.
+    """
+    now = utcnow()
+    order = Order(
+        ref=ref,
+        fund_name=fund_name,
+        transaction_type=transaction_type.value,
+        quantity=quantity,
+        order_value=value,
+        status=OrderStatus.PENDING.value,
+        priority=priority,
+        created_on=now,
+        updated_on=now,
+        enqueued_at=now,
+        caller=caller,
+    )
+    steps = [
+        Step(
+            Event.CREATED,
+            f"{transaction_type.value} {quantity} x {fund_name} = {format_money(value)}",
+        )
+    ]
+    if queued:
+        steps.append(Step(Event.QUEUED, f"priority {priority}"))
+    rows, updates = _apply(order, steps, now)
+    with db.atomic():
+        order.save(force_insert=True)
+        if idempotency is not None:
+            key, request_hash = idempotency
+            IdempotencyKey.create(
+                caller=caller, key=key, request_hash=request_hash, order=order, created_on=now
+            )
+        for row in rows:
+            row["order"] = order.id
+        OrderEvent.insert_many(rows).execute()
+    return updates
+
+
+def transition(
+    ref: str,
+    steps: Sequence[Step],
+    *,
+    expect: Iterable[OrderStatus],
+    where: pw.Expression | None = None,
+) -> list[Update] | None:
+    """Apply steps to the order if its status is in `expect` (and `where` holds).
+
+    Returns the updates, or None when the order is not in an expected state: the
+    compare-and-set that makes duplicate deliveries and racing reapers no-ops.
+    """
+    now = utcnow()
+    with db.atomic():
+        query = Order.select().where(
+            (Order.ref == ref) & (Order.status.in_([s.value for s in expect]))
+        )
+        if where is not None:
+            query = query.where(where)
+        order = _for_update(query).first()
+        if order is None:
+            return None
+        rows, updates = _apply(order, steps, now)
+        fields = {name for step in steps for name in step.changes}
+        fields |= {"last_sequence", "progress", "updated_on"}
+        Order.update({getattr(Order, name): getattr(order, name) for name in fields}).where(
+            Order.id == order.id
+        ).execute()
+        OrderEvent.insert_many(rows).execute()
+    return updates
+
+
+def get_order(ref: str) -> Order:
+    """The order with that ref, or OrderNotFound."""
+    order = Order.get_or_none(Order.ref == ref)
+    if order is None:
+        raise OrderNotFound(ref)
+    return order
+
+
+def events_after(ref: str, after_sequence: int = 0) -> list[Update]:
+    """The stored updates of an order with sequence > after_sequence, oldest first."""
+    query = (
+        OrderEvent.select(OrderEvent, Order.ref)
+        .join(Order)
+        .where((Order.ref == ref) & (OrderEvent.sequence > after_sequence))
+        .order_by(OrderEvent.sequence)
+    )
+    return [
+        Update(
+            ref,
+            row.sequence,
+            row.event,
+            row.progress,
+            row.detail,
+            row.created_on,
+            json.loads(row.snapshot),
+        )
+        for row in query
+    ]
+
+
+def latest_update(ref: str) -> Update:
+    """The order's current state as an update carrying its latest sequence."""
+    order = get_order(ref)
+    row = OrderEvent.get(
+        (OrderEvent.order == order.id) & (OrderEvent.sequence == order.last_sequence)
+    )
+    return Update(
+        ref,
+        order.last_sequence,
+        row.event,
+        order.progress,
+        row.detail,
+        row.created_on,
+        snapshot(order),
+    )
+
+
+def fund_nav(name: str) -> Decimal | None:
+    """The NAV of a fund, or None when there is no such fund."""
+    fund = Fund.get_or_none(Fund.name == name)
+    return None if fund is None else Decimal(fund.nav)
+
+
+def store_unavailable(exc: Exception) -> StoreUnavailable:
+    """The domain error for a database error that a retry may cure."""
+    return StoreUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
