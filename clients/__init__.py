@@ -1,0 +1,1 @@
+"""Clients of the orders service: orderctl and example watchers."""

@@ -1,0 +1,1 @@
+"""orders-fundhouse: a simulator of the third-party order API, for development and tests."""

@@ -1,0 +1,1 @@
+"""The gRPC server: OrderService on grpc.aio, with health and reflection."""

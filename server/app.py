@@ -1,0 +1,120 @@
+"""orders-server: the grpc.aio server process (OrderService, health, reflection)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_health.v1._async import HealthServicer
+
+from core.funds import FundsFileError, load_funds, sync_funds
+from core.logs import setup_logging
+from core.models import close_db, db, init_db
+from core.redis_conn import make_redis
+from core.settings import Settings, SettingsError
+from server.handlers import SERVICE_NAME, generic_handler
+from server.placement import OrderPlacer
+from server.reflection import enable_reflection
+from server.servicer import OrderService
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 1024 * 1024
+
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", 4 * MAX_MESSAGE_BYTES),
+    # Keepalive pings keep idle WatchOrder streams alive through proxies and notice dead peers.
+    ("grpc.keepalive_time_ms", 30_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+]
+
+
+@dataclass
+class RunningServer:
+    """A started server and what must be closed with it."""
+
+    server: grpc.aio.Server
+    port: int
+    health: HealthServicer
+    executor: ThreadPoolExecutor
+
+    async def stop(self, grace: float) -> None:
+        """Refuse new RPCs, let in-flight ones finish within grace, then close everything."""
+        for name in ("", SERVICE_NAME):
+            await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        await self.server.stop(grace)
+        self.executor.shutdown(wait=True)
+        close_db()
+
+
+async def start(settings: Settings) -> RunningServer:
+    """Open the database and Redis, then start serving on settings.host:settings.port."""
+    init_db(settings.database_url, settings.db_pool_size)
+    with db.connection_context():
+        sync_funds(load_funds(settings.funds_file))
+    client = make_redis(settings.redis_url, settings.redis_timeout_s)
+    executor = ThreadPoolExecutor(max_workers=settings.db_pool_size, thread_name_prefix="orders-db")
+    service = OrderService(OrderPlacer(client, settings.max_queue_depth), executor)
+
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server.add_generic_rpc_handlers((generic_handler(service),))
+    health = HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health, server)
+    enable_reflection(
+        server, [SERVICE_NAME, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
+    )
+
+    address = f"{settings.host}:{settings.port}"
+    port = server.add_insecure_port(address)
+    if port == 0:
+        raise RuntimeError(f"could not bind {address}")
+    await server.start()
+    for name in ("", SERVICE_NAME):
+        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    logger.info("serving", extra={"host": settings.host, "port": port})
+    return RunningServer(server, port, health, executor)
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM/SIGINT: the first stops gracefully, a second exits at once."""
+    running = await start(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if stop.is_set():
+            logger.warning("second signal, exiting now")
+            sys.exit(1)
+        logger.info("stopping", extra={"signal": signal.Signals(signum).name})
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await stop.wait()
+    await running.stop(settings.shutdown_grace_s)
+    logger.info("stopped")
+
+
+def main() -> None:
+    """Entry point of orders-server."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"orders-server: invalid configuration:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    setup_logging(settings.log_format, settings.log_level)
+    try:
+        asyncio.run(serve(settings))
+    except FundsFileError as exc:
+        print(f"orders-server: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None

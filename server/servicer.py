@@ -1,0 +1,92 @@
+"""OrderService: thin async handlers that validate, call the domain in a thread, convert."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+import grpc
+from orders.v1 import orders_pb2 as pb
+
+from core.domain import ACCEPTED_MESSAGE
+from server import queries
+from server.convert import fund_message, money, update_message
+from server.errors import map_errors
+from server.placement import OrderPlacer
+from server.validation import validate_place, validate_ref
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class OrderService:
+    """The orders.v1.OrderService implementation."""
+
+    def __init__(self, placer: OrderPlacer, executor: ThreadPoolExecutor) -> None:
+        self.placer = placer
+        self.executor = executor
+
+    async def _blocking(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
+
+    async def PlaceOrder(  # noqa: N802 - gRPC method names
+        self, request: pb.PlaceOrderRequest, context: grpc.aio.ServicerContext
+    ) -> pb.PlaceOrderResponse:
+        async with map_errors(context):
+            key = request.idempotency_key if request.HasField("idempotency_key") else None
+            cmd = validate_place(request.fund_name, request.transaction_type, request.quantity, key)
+            placed = await self._blocking(self.placer.place, cmd, caller_of(context))
+            return pb.PlaceOrderResponse(
+                order_ref_no=placed.ref,
+                status=pb.ORDER_STATUS_PENDING,
+                order_value=money(placed.value),
+                message=ACCEPTED_MESSAGE,
+            )
+        raise AssertionError("unreachable")
+
+    async def GetStatus(  # noqa: N802
+        self, request: pb.GetStatusRequest, context: grpc.aio.ServicerContext
+    ) -> pb.GetStatusResponse:
+        async with map_errors(context):
+            ref = validate_ref(request.order_ref_no)
+            update = await self._blocking(queries.current, ref)
+            return pb.GetStatusResponse(order=update_message(update).order)
+        raise AssertionError("unreachable")
+
+    async def ListOrderEvents(  # noqa: N802
+        self, request: pb.ListOrderEventsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListOrderEventsResponse:
+        async with map_errors(context):
+            ref = validate_ref(request.order_ref_no)
+            updates = await self._blocking(queries.history, ref, 0)
+            return pb.ListOrderEventsResponse(events=[update_message(u) for u in updates])
+        raise AssertionError("unreachable")
+
+    async def ListFunds(  # noqa: N802
+        self, request: pb.ListFundsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.ListFundsResponse:
+        async with map_errors(context):
+            catalog = await self._blocking(queries.fund_catalog)
+            return pb.ListFundsResponse(funds=[fund_message(n, v) for n, v in catalog])
+        raise AssertionError("unreachable")
+
+    async def WatchOrder(  # noqa: N802
+        self, request: pb.WatchOrderRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[pb.WatchOrderResponse]:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "WatchOrder is not served yet")
+        yield pb.WatchOrderResponse()  # pragma: no cover - makes this an async generator
+
+    async def QueueStats(  # noqa: N802
+        self, request: pb.QueueStatsRequest, context: grpc.aio.ServicerContext
+    ) -> pb.QueueStatsResponse:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "QueueStats is not served yet")
+        raise AssertionError("unreachable")
+
+
+def caller_of(context: grpc.aio.ServicerContext) -> str:
+    """The authenticated caller's name ("" while no tokens are configured)."""
+    return ""

@@ -1,0 +1,161 @@
+"""orders-worker: WORKER_CONCURRENCY threads BRPOPping the priority lists, plus heartbeats."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import secrets
+import signal
+import socket
+import sys
+import threading
+from types import FrameType
+
+from core import keys, store
+from core.domain import OrderStatus
+from core.logs import setup_logging
+from core.models import Order, close_db, db, init_db, utcnow
+from core.redis_conn import REDIS_DOWN_ERRORS, make_redis
+from core.settings import Settings, SettingsError
+from worker.processor import Processor
+from worker.thirdparty import ThirdPartyClient
+
+logger = logging.getLogger(__name__)
+
+#: BRPOP timeout: short, so a thread notices the stop event within a second. A timeout
+#: cannot be told from an unreachable host by BRPOP alone; the socket timeout (longer) can.
+BRPOP_TIMEOUT_S = 1
+
+
+def new_worker_id() -> str:
+    """host:pid:random, unique across restarts of the same pid."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+class Worker:
+    """A worker process: consumer threads and a heartbeat thread renewing held leases."""
+
+    def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
+        self.settings = settings
+        self.worker_id = worker_id or new_worker_id()
+        self.held: set[str] = set()
+        self.held_lock = threading.Lock()
+
+    def run(self, stop_event: threading.Event) -> None:
+        """Consume until stop_event is set, then finish (or hand back) what is held."""
+        threads = [
+            threading.Thread(target=self._consume, args=(stop_event,), name=f"consumer-{i}")
+            for i in range(self.settings.worker_concurrency)
+        ]
+        heartbeat_stop = threading.Event()
+        heartbeat = threading.Thread(
+            target=self._heartbeat, args=(heartbeat_stop,), name="heartbeat", daemon=True
+        )
+        heartbeat.start()
+        for thread in threads:
+            thread.start()
+        logger.info("worker started", extra={"worker": self.worker_id, "concurrency": len(threads)})
+        for thread in threads:
+            thread.join()
+        heartbeat_stop.set()
+        heartbeat.join(timeout=5)
+        logger.info("worker stopped", extra={"worker": self.worker_id})
+
+    def _consume(self, stop_event: threading.Event) -> None:
+        client = make_redis(
+            self.settings.redis_url,
+            self.settings.redis_timeout_s,
+            read_timeout_s=BRPOP_TIMEOUT_S + self.settings.redis_timeout_s + 1,
+        )
+        third_party = ThirdPartyClient(
+            self.settings.third_party_url,
+            self.settings.third_party_connect_timeout_s,
+            self.settings.third_party_timeout_s,
+        )
+        processor = Processor(
+            self.settings,
+            self.worker_id,
+            client,
+            third_party,
+            stop_event,
+            self.held,
+            self.held_lock,
+        )
+        backoff = 0.1
+        try:
+            while not stop_event.is_set():
+                try:
+                    item = client.brpop(keys.queue_keys(), timeout=BRPOP_TIMEOUT_S)
+                except REDIS_DOWN_ERRORS as exc:
+                    logger.warning("redis unreachable, retrying in %.1fs: %s", backoff, exc)
+                    stop_event.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                if backoff > 0.1:
+                    logger.info("redis reachable again")
+                    backoff = 0.1
+                if item is None:
+                    continue
+                self._process(processor, str(item[1]))
+        finally:
+            third_party.close()
+            client.close()
+
+    def _process(self, processor: Processor, ref: str) -> None:
+        try:
+            processor.process_one(ref)
+        except store.DB_DOWN_ERRORS as exc:
+            # Claim failed: the order stays PENDING in the database and the reaper re-queues it.
+            logger.error(
+                "database unavailable, order left for the reaper: %s", exc, extra={"ref": ref}
+            )
+        except Exception:
+            logger.exception("unexpected error processing order", extra={"ref": ref})
+
+    def _heartbeat(self, stop: threading.Event) -> None:
+        """Renew the lease of every held order, every third of the lease."""
+        interval = self.settings.order_lease_seconds / 3
+        while not stop.wait(interval):
+            with self.held_lock:
+                refs = list(self.held)
+            if not refs:
+                continue
+            until = utcnow() + dt.timedelta(seconds=self.settings.order_lease_seconds)
+            try:
+                with db.connection_context():
+                    Order.update(lease_expires_at=until).where(
+                        Order.ref.in_(refs)
+                        & (Order.worker_id == self.worker_id)
+                        & (Order.status == OrderStatus.PROCESSING.value)
+                    ).execute()
+            except store.DB_DOWN_ERRORS as exc:
+                logger.error("could not renew leases: %s", exc, extra={"refs": len(refs)})
+
+
+def main() -> None:
+    """Entry point of orders-worker: first SIGTERM/SIGINT drains, a second exits at once."""
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"orders-worker: invalid configuration:\n{exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+    setup_logging(settings.log_format, settings.log_level)
+    init_db(settings.database_url, settings.db_pool_size)
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            logger.warning("second signal, exiting now")
+            os._exit(1)
+        logger.info(
+            "stopping: finishing held orders", extra={"signal": signal.Signals(signum).name}
+        )
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        Worker(settings).run(stop)
+    finally:
+        close_db()

@@ -1,0 +1,248 @@
+"""Processing one order: claim (CAS), call the third party with retries, record the outcome."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import redis
+from tenacity import RetryCallState
+
+from core import keys, store
+from core.domain import Event, OrderStatus
+from core.models import Order, db, utcnow
+from core.redis_conn import REDIS_DOWN_ERRORS
+from core.settings import Settings
+from core.updates import Update, publish
+from worker.retry import build_retrying
+from worker.thirdparty import Placement, ThirdPartyClient, ThirdPartyError, ThirdPartyRejected
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseLost(Exception):
+    """The order is no longer ours (the reaper recovered it after our lease expired)."""
+
+
+class Processor:
+    """Runs process_one(ref) for one worker thread (its own third-party session)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        worker_id: str,
+        client: redis.Redis,
+        third_party: ThirdPartyClient,
+        stop_event: threading.Event,
+        held: set[str],
+        held_lock: threading.Lock,
+        sleep: Callable[[float], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.worker_id = worker_id
+        self.redis = client
+        self.third_party = third_party
+        self.stop_event = stop_event
+        self.held = held
+        self.held_lock = held_lock
+        self.sleep = sleep
+
+    # -- recording ---------------------------------------------------------------------
+
+    def _publish(self, updates: Sequence[Update]) -> None:
+        # Pub/sub is at-most-once by nature; the stored trail is what watchers resync from.
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                publish(pipe, list(updates))
+                pipe.execute()
+        except REDIS_DOWN_ERRORS as exc:
+            logger.warning("could not publish updates: %s", exc, extra={"ref": updates[0].ref})
+
+    def _write(self, ref: str, steps: list[store.Step], *, claim: bool = False) -> list[Update]:
+        """Record steps, retrying while the database is down; LeaseLost if the CAS fails."""
+        if claim:
+            expect, where = [OrderStatus.PENDING], None
+        else:
+            expect, where = [OrderStatus.PROCESSING], (Order.worker_id == self.worker_id)
+        delay = 0.1
+        while True:
+            try:
+                with db.connection_context():
+                    updates = store.transition(ref, steps, expect=expect, where=where)
+                break
+            except store.DB_DOWN_ERRORS as exc:
+                if claim:
+                    raise
+                # The outcome of a call that may have placed the order must not be forgotten:
+                # keep the order (heartbeats keep its lease) and try the write again.
+                logger.error(
+                    "cannot record %s, retrying in %.1fs: %s",
+                    steps[-1].event.value,
+                    delay,
+                    exc,
+                    extra={"ref": ref},
+                )
+                threading.Event().wait(delay)
+                delay = min(delay * 2, 5.0)
+        if updates is None:
+            raise LeaseLost(ref)
+        self._publish(updates)
+        return updates
+
+    # -- processing --------------------------------------------------------------------
+
+    def process_one(self, ref: str) -> None:
+        """Claim and process one order; a duplicate delivery or a lost claim is a no-op."""
+        lease_until = utcnow() + dt.timedelta(seconds=self.settings.order_lease_seconds)
+        try:
+            updates = self._write(
+                ref,
+                [
+                    store.Step(
+                        Event.CLAIMED,
+                        f"worker {self.worker_id}",
+                        {
+                            "status": OrderStatus.PROCESSING.value,
+                            "worker_id": self.worker_id,
+                            "lease_expires_at": lease_until,
+                        },
+                    )
+                ],
+                claim=True,
+            )
+        except LeaseLost:
+            logger.info("not claimable (duplicate delivery or already handled)", extra={"ref": ref})
+            return
+        logger.info("claimed", extra={"ref": ref, "worker": self.worker_id})
+        with self.held_lock:
+            self.held.add(ref)
+        try:
+            self._place(ref, updates[-1].order)
+        except LeaseLost:
+            logger.warning(
+                "lease lost while processing; another worker owns it now", extra={"ref": ref}
+            )
+        finally:
+            with self.held_lock:
+                self.held.discard(ref)
+
+    def _place(self, ref: str, order: dict[str, Any]) -> None:
+        attempts_done = int(order["attempts"])
+        left = self.settings.third_party_max_attempts - attempts_done
+        if left <= 0:
+            self._cancel(ref, [], f"no third-party attempts left after {attempts_done} calls")
+            return
+        pending: list[store.Step] = []
+
+        def before_sleep(state: RetryCallState) -> None:
+            delay = state.next_action.sleep if state.next_action else 0.0
+            self._write(
+                ref, [*pending, store.Step(Event.RETRY_SCHEDULED, f"retry in {delay:.2f}s")]
+            )
+            pending.clear()
+
+        retrying = build_retrying(
+            max_attempts=left,
+            base_delay_s=self.settings.retry_base_delay_s,
+            max_delay_s=self.settings.retry_max_delay_s,
+            stop_event=self.stop_event,
+            before_sleep=before_sleep,
+            sleep=self.sleep,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    number = attempts_done + attempt.retry_state.attempt_number
+                    try:
+                        placement = self.third_party.place(order)
+                    except ThirdPartyError as exc:
+                        pending[:] = [_attempt_step(number, f"failed: {exc.reason}")]
+                        logger.info("attempt %d failed: %s", number, exc.reason, extra={"ref": ref})
+                        raise
+        except ThirdPartyRejected as exc:
+            self._cancel(ref, pending, f"third party rejected the order: {exc.reason}")
+            return
+        except ThirdPartyError as exc:
+            if self.stop_event.is_set() and number < self.settings.third_party_max_attempts:
+                self._release(ref, pending)
+                return
+            self._cancel(
+                ref, pending, f"third party unavailable after {number} attempts: {exc.reason}"
+            )
+            return
+        self._complete(ref, number, placement)
+
+    def _complete(self, ref: str, number: int, placement: Placement) -> None:
+        self._write(
+            ref,
+            [
+                _attempt_step(number, f"placed: HTTP {placement.status}"),
+                store.Step(
+                    Event.COMPLETED,
+                    f"confirmation {placement.confirmation_id}",
+                    {
+                        "status": OrderStatus.COMPLETED.value,
+                        "confirmation_id": placement.confirmation_id,
+                        "worker_id": None,
+                        "lease_expires_at": None,
+                    },
+                ),
+            ],
+        )
+        logger.info(
+            "order completed",
+            extra={"ref": ref, "attempts": number, "confirmation": placement.confirmation_id},
+        )
+
+    def _cancel(self, ref: str, pending: list[store.Step], reason: str) -> None:
+        self._write(
+            ref,
+            [
+                *pending,
+                store.Step(
+                    Event.CANCELLED,
+                    reason,
+                    {
+                        "status": OrderStatus.CANCELLED.value,
+                        "failure_reason": reason,
+                        "failed": True,
+                        "worker_id": None,
+                        "lease_expires_at": None,
+                    },
+                ),
+            ],
+        )
+        logger.warning("order cancelled: %s", reason, extra={"ref": ref})
+
+    def _release(self, ref: str, pending: list[store.Step]) -> None:
+        """Hand an order back on shutdown: PENDING again, at the head of its list."""
+        updates = self._write(
+            ref,
+            [
+                *pending,
+                store.Step(
+                    Event.RELEASED,
+                    f"worker {self.worker_id} shutting down",
+                    {
+                        "status": OrderStatus.PENDING.value,
+                        "worker_id": None,
+                        "lease_expires_at": None,
+                        "enqueued_at": utcnow(),
+                    },
+                ),
+            ],
+        )
+        priority = keys.PRIORITY_OF_NAME[updates[-1].order["transaction_type"]]
+        try:
+            self.redis.rpush(keys.queue_key(priority), ref)
+        except REDIS_DOWN_ERRORS as exc:
+            # The order is PENDING in the database: the reaper re-queues it.
+            logger.error("could not hand back to the queue: %s", exc, extra={"ref": ref})
+        logger.info("order handed back", extra={"ref": ref})
+
+
+def _attempt_step(number: int, outcome: str) -> store.Step:
+    return store.Step(Event.ATTEMPT, f"attempt {number} {outcome}", {"attempts": number})

@@ -1,0 +1,104 @@
+"""Client of the third-party order API: one call, classified as placed, rejected or retryable."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+
+logger = logging.getLogger(__name__)
+
+#: 4xx answers that mean "try again later" rather than "this order is refused".
+RETRYABLE_4XX = frozenset({408, 409, 429})
+
+
+class ThirdPartyError(Exception):
+    """Base of the classified failures of one call."""
+
+    def __init__(self, reason: str, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.status = status
+
+
+class ThirdPartyUnavailable(ThirdPartyError):
+    """Retryable: 408, 409, 429, 5xx, a connection error, a timeout or a garbled success."""
+
+
+class ThirdPartyRejected(ThirdPartyError):
+    """Final: any other 4xx. The order is cancelled with this reason, without retry."""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A successful placement."""
+
+    confirmation_id: str
+    status: int
+
+
+def order_body(order: dict[str, Any]) -> dict[str, Any]:
+    """The JSON body of POST /orders for an order snapshot."""
+    return {
+        "orderRefNo": order["order_ref_no"],
+        "fundName": order["fund_name"],
+        "transactionType": order["transaction_type"],
+        "quantity": int(order["quantity"]),
+        "orderValue": order["order_value"],
+    }
+
+
+def _error_text(response: requests.Response) -> str:
+    try:
+        data = response.json()
+    except ValueError:
+        return response.text.strip()[:200]
+    if isinstance(data, dict):
+        for key in ("error", "message", "detail"):
+            if isinstance(data.get(key), str):
+                return str(data[key])[:200]
+    return json.dumps(data)[:200]
+
+
+class ThirdPartyClient:
+    """One per worker thread: requests.Session is not shared across threads."""
+
+    def __init__(self, base_url: str, connect_timeout_s: float, read_timeout_s: float) -> None:
+        self.url = f"{base_url.rstrip('/')}/orders"
+        self.timeout = (connect_timeout_s, read_timeout_s)
+        self.session = requests.Session()
+        adapter = requests.adapters.HTTPAdapter(pool_connections=1, pool_maxsize=4, max_retries=0)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+
+    def place(self, order: dict[str, Any]) -> Placement:
+        """POST the order with Idempotency-Key = its ref; raise a ThirdPartyError if not placed."""
+        ref = order["order_ref_no"]
+        try:
+            response = self.session.post(
+                self.url,
+                json=order_body(order),
+                timeout=self.timeout,
+                headers={"Idempotency-Key": ref},
+            )
+        except requests.Timeout as exc:
+            raise ThirdPartyUnavailable(f"timeout: {type(exc).__name__}") from exc
+        except requests.RequestException as exc:
+            raise ThirdPartyUnavailable(f"connection error: {type(exc).__name__}") from exc
+        code = response.status_code
+        if 200 <= code < 300:
+            try:
+                confirmation = response.json()["confirmationId"]
+            except (ValueError, KeyError, TypeError):
+                raise ThirdPartyUnavailable(f"HTTP {code} without confirmationId", code) from None
+            return Placement(str(confirmation), code)
+        reason = f"HTTP {code}: {_error_text(response)}"
+        if code in RETRYABLE_4XX or code >= 500:
+            raise ThirdPartyUnavailable(reason, code)
+        raise ThirdPartyRejected(reason, code)
+
+    def close(self) -> None:
+        self.session.close()
