@@ -22,11 +22,11 @@ protos: $(STAMP) ## regenerate generated/ from protos/
 	$(BIN)/python -m scripts.gen_protos
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check core server worker fundhouse clients tests scripts
+	$(BIN)/ruff check core server worker fundhouse clients gateway tests scripts
 
 format: $(STAMP) ## ruff format + fix imports
-	$(BIN)/ruff check --fix --select I core server worker fundhouse clients tests scripts
-	$(BIN)/ruff format core server worker fundhouse clients tests scripts
+	$(BIN)/ruff check --fix --select I core server worker fundhouse clients gateway tests scripts
+	$(BIN)/ruff format core server worker fundhouse clients gateway tests scripts
 
 typecheck: $(STAMP) ## mypy strict
 	$(BIN)/mypy
