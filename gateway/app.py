@@ -18,6 +18,14 @@ from gateway.settings import GatewaySettings, GatewaySettingsError
 logger = logging.getLogger(__name__)
 
 
+class _NoColorMessage(logging.Filter):
+    """uvicorn adds an ANSI-coloured copy of some messages; the house formats print extras."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.__dict__.pop("color_message", None)
+        return True
+
+
 class GatewayServer(uvicorn.Server):
     """uvicorn, with the house's signal handling: the first SIGTERM/SIGINT ends the event
     streams (clients resume elsewhere with Last-Event-ID) and stops gracefully; a second
@@ -71,6 +79,8 @@ def main() -> None:
         print(f"orders-gateway: invalid configuration:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging(settings.log_format, settings.log_level)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_NoColorMessage())
     logger.info(
         "gateway starting",
         extra={"listen": f"{settings.host}:{settings.port}", "orders_addr": settings.orders_addr},

@@ -27,10 +27,12 @@ class GatewayStack(Stack):
             "gateway",
             [str(BIN / "orders-gateway")],
             self.env(
-                GATEWAY_PORT=str(port),
-                ORDERS_ADDR=orders_addr or self.address,
-                GATEWAY_RPC_TIMEOUT_S="5",
-                **env,
+                **{
+                    "GATEWAY_PORT": str(port),
+                    "ORDERS_ADDR": orders_addr or self.address,
+                    "GATEWAY_RPC_TIMEOUT_S": "5",
+                    **env,
+                }
             ),
         )
         service.port = port

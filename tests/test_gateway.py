@@ -269,16 +269,6 @@ ERROR_CASES: list[tuple[str, str, str, Any, dict[str, str], int, str, list[str]]
         ["orderRefNo"],
     ),
     (
-        "events of unknown ref",
-        "GET",
-        f"/api/order/{UNKNOWN_REF}/events",
-        None,
-        {},
-        404,
-        "NOT_FOUND",
-        [],
-    ),
-    (
         "events bad Last-Event-ID",
         "GET",
         f"/api/order/{UNKNOWN_REF}/events",

@@ -26,7 +26,9 @@ from orders.v1 import orders_pb2_grpc as pb_grpc
 from tests.gateway_stack import ISO_MILLIS_Z, GatewayStack, sse_events
 from tests.harness import wait_for
 
-DONE, IDLE, FAIL, MISSING = (f"ORD{name:A<13}" for name in ("DONE", "IDLE", "FAIL", "MISSING"))
+DONE, IDLE, FAIL, MISSING, SLOW = (
+    f"ORD{name:A<13}" for name in ("DONE", "IDLE", "FAIL", "MISSING", "SLOW")
+)
 STEPS = [
     (pb.ORDER_STATUS_PENDING, "created", 0),
     (pb.ORDER_STATUS_PENDING, "queued", 10),
@@ -60,6 +62,7 @@ class ScriptedOrders(pb_grpc.OrderServiceServicer):  # type: ignore[misc]
         self.watches: list[tuple[str, int | None]] = []
         self.ended: list[str] = []
         self.lock = threading.Lock()
+        self.release = threading.Event()
 
     def WatchOrder(self, request: Any, context: Any) -> Iterator[pb.WatchOrderResponse]:  # noqa: N802
         ref = request.order_ref_no
@@ -69,8 +72,10 @@ class ScriptedOrders(pb_grpc.OrderServiceServicer):  # type: ignore[misc]
         context.add_callback(lambda: self.ended.append(ref))
         if ref == MISSING:
             context.abort(grpc.StatusCode.NOT_FOUND, f"order_ref_no: no order {ref}")
+        if ref == SLOW:
+            self.release.wait(30)
         for sequence in range((after or 0) + 1, len(STEPS) + 1):
-            if ref != DONE and sequence > 2:
+            if ref not in (DONE, SLOW) and sequence > 2:
                 break
             yield update(ref, sequence)
         if ref == FAIL:
@@ -107,7 +112,11 @@ def upstream() -> Iterator[tuple[ScriptedOrders, int]]:
 def start_gateway(workdir: Path, port: int, **env: str) -> GatewayStack:
     stack = GatewayStack(workdir, "redis://127.0.0.1:1/0", "sqlite:///unused.db")
     stack.start_gateway(
-        orders_addr=f"127.0.0.1:{port}", GATEWAY_SSE_KEEPALIVE_S="0.3", LOG_LEVEL="DEBUG", **env
+        orders_addr=f"127.0.0.1:{port}",
+        GATEWAY_SSE_KEEPALIVE_S="0.3",
+        GATEWAY_RPC_TIMEOUT_S="1",
+        LOG_LEVEL="DEBUG",
+        **env,
     )
     return stack
 
@@ -200,6 +209,20 @@ def test_idle_stream_gets_keepalives_and_client_leaving_cancels_the_call(
     wait_for(lambda: IDLE in scripted.ended, 10, "the upstream WatchOrder to be cancelled")
     log = gateway.services[0]
     wait_for(lambda: "event stream closed: client went away" in log.log_text(), 10, "the close log")
+
+
+def test_stream_starts_with_keepalives_when_the_first_update_is_slow(
+    gateway: GatewayStack, upstream: tuple[ScriptedOrders, int]
+) -> None:
+    with gateway.http() as client, client.stream("GET", f"/api/order/{SLOW}/events") as reply:
+        # Past the RPC timeout with no update yet, and no error: the stream is open and idle.
+        assert reply.status_code == 200
+        events = sse_events(reply.iter_lines())
+        assert next(events) == {"retry": "2000"}
+        assert next(events) == {":": "keepalive"}
+        upstream[0].release.set()
+        ids = [e["id"] for e in events if "id" in e]
+    assert ids == ["1", "2", "3", "4"]
 
 
 def test_queue_route_forwards_authorization(gateway: GatewayStack) -> None:
