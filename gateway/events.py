@@ -49,6 +49,10 @@ class EventStream(StreamingResponse):
 
     media_type = "text/event-stream"
 
+    def __init__(self, watch: Watch) -> None:
+        super().__init__(watch.events(), headers=HEADERS)
+        self.watch = watch
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
             async with anyio.create_task_group() as group:
@@ -62,6 +66,9 @@ class EventStream(StreamingResponse):
                 group.cancel_scope.cancel()
         except* OSError:
             logger.info("event stream client went away while being written to")
+        finally:
+            # Also when the producer never started or was stopped between two events.
+            self.watch.close()
 
 
 class Watch:
@@ -117,6 +124,10 @@ class Watch:
                 self.read = asyncio.ensure_future(self.call.read())
         finally:
             stopping.cancel()
-            self.read.cancel()
-            self.call.cancel()
+            self.close()
             logger.info("event stream closed: %s", reason, extra={"ref": self.ref})
+
+    def close(self) -> None:
+        """Cancel the gRPC call (idempotent): the server stops its watch at once."""
+        self.read.cancel()
+        self.call.cancel()

@@ -19,7 +19,7 @@ from starlette.routing import Route
 
 from gateway import convert, inputs, openapi
 from gateway.errors import ApiError, FieldViolation, from_rpc_error, invalid
-from gateway.events import HEADERS, EventStream, Watch
+from gateway.events import EventStream, Watch
 from gateway.settings import GatewaySettings
 
 logger = logging.getLogger(__name__)
@@ -134,8 +134,7 @@ class Gateway:
             first.cancel()
             call.cancel()
             raise
-        watch = Watch(call, first, ref, self.settings.sse_keepalive_s, self.closing)
-        return EventStream(watch.events(), headers=HEADERS)
+        return EventStream(Watch(call, first, ref, self.settings.sse_keepalive_s, self.closing))
 
 
 async def read_body(request: Request) -> bytes:
