@@ -86,7 +86,7 @@ class Processor:
                     extra={"ref": ref},
                 )
                 threading.Event().wait(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 2.0)
         if updates is None:
             raise LeaseLost(ref)
         self._publish(updates)
