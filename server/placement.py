@@ -90,6 +90,7 @@ class OrderPlacer:
                 raise
             # Another request took the same key first (concurrent first uses); its
             # transaction has committed (the unique index waited for it): answer as it did.
+            logger.info("idempotency key taken by a concurrent request", extra={"ref": ref})
             replay = self._replay(caller, cmd.idempotency_key, fingerprint)
             if replay is not None:
                 return replay
