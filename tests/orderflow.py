@@ -5,21 +5,33 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import grpc
+import pytest
 import redis
 from orders.v1 import orders_pb2 as pb
 
 from core import keys, store
 from core.domain import Event, OrderStatus, TransactionType, new_order_ref, order_value
-from core.models import Order, OrderEvent, db, utcnow
+from core.models import Order, OrderEvent, close_db, db, init_db, utcnow
 from tests.harness import Stack, wait_for
 
 FUND = "Global Equity Fund"
 BUY, SELL = pb.TRANSACTION_TYPE_BUY, pb.TRANSACTION_TYPE_SELL
 TERMINAL = (OrderStatus.COMPLETED.value, OrderStatus.CANCELLED.value)
+
+
+@pytest.fixture(name="sqlite_db")
+def sqlite_db_fixture(sqlite_url: str) -> Iterator[None]:
+    """The test's own connection to the SQLite file a stack uses (import it to use it)."""
+    init_db(sqlite_url)
+    try:
+        yield
+    finally:
+        close_db()
 
 
 def request(quantity: int = 1, kind: int = BUY, key: str | None = None) -> pb.PlaceOrderRequest:

@@ -12,11 +12,26 @@ from orders.v1 import orders_pb2 as pb
 
 from core.models import IdempotencyKey, Order
 from tests.harness import Stack
-from tests.orderflow import SELL, queue_entries, request, wait_all_terminal
+from tests.orderflow import (  # noqa: F401 - sqlite_db_fixture is a fixture
+    SELL,
+    queue_entries,
+    request,
+    sqlite_db_fixture,
+    wait_all_terminal,
+)
 
 
 @pytest.fixture
-def server(make_stack, database_url: str, database) -> Stack:
+def server(make_stack, sqlite_url: str, sqlite_db: None) -> Stack:
+    stack = make_stack(sqlite_url)
+    stack.start_fundhouse()
+    stack.start_server()
+    return stack
+
+
+@pytest.fixture
+def any_server(make_stack, database_url: str, database) -> Stack:
+    """A server on each database kind, for the tests where the kind matters."""
     stack = make_stack(database_url)
     stack.start_fundhouse()
     stack.start_server()
@@ -24,8 +39,9 @@ def server(make_stack, database_url: str, database) -> Stack:
 
 
 def test_same_key_same_body_replays_also_after_completion(
-    server: Stack, redis_client: redis.Redis
+    any_server: Stack, redis_client: redis.Redis
 ) -> None:
+    server = any_server
     first = server.stub.PlaceOrder(request(7, key="client-retry-1"), timeout=10)
     again = server.stub.PlaceOrder(request(7, key="client-retry-1"), timeout=10)
     assert again == first  # same ref, value, status and message: the same response

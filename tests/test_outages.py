@@ -11,14 +11,15 @@ from pathlib import Path
 import grpc
 import pytest
 
-from core.models import Order, close_db, init_db, utcnow
+from core.models import Order, utcnow
 from tests.harness import RedisServer, Stack, wait_for
-from tests.orderflow import (
+from tests.orderflow import (  # noqa: F401 - sqlite_db_fixture is a fixture
     Flow,
     assert_one_placement_each,
     events_of,
     place_many,
     request,
+    sqlite_db_fixture,
     statuses,
     wait_all_terminal,
 )
@@ -97,10 +98,11 @@ def test_redis_restarted_empty_while_orders_flow(
         )
 
 
+@pytest.mark.usefixtures("sqlite_db")
 def test_redis_frozen_then_resumed_while_orders_flow(
-    make_stack, database_url: str, database, private_redis: RedisServer
+    make_stack, sqlite_url: str, private_redis: RedisServer
 ) -> None:
-    stack = redis_stack(make_stack, database_url, private_redis)
+    stack = redis_stack(make_stack, sqlite_url, private_redis)
     stack.fundhouse_behaviour(latency_ms=100)
     place_many(stack, 10)
     flow = Flow(stack).start()
@@ -115,16 +117,6 @@ def test_redis_frozen_then_resumed_while_orders_flow(
     finally:
         flow.stop()
     check_flow_outcome(stack, flow)
-
-
-@pytest.fixture
-def sqlite_db(sqlite_url: str) -> Iterator[None]:
-    """The test's own connection to the SQLite file the stack uses."""
-    init_db(sqlite_url)
-    try:
-        yield
-    finally:
-        close_db()
 
 
 @pytest.fixture
@@ -164,8 +156,9 @@ def test_database_locked_place_order_is_unavailable_and_writes_nothing(
     assert "database error placing order" in stack.services[-1].log_text()
 
 
+@pytest.mark.usefixtures("sqlite_db")
 def test_worker_keeps_its_lease_and_retries_the_outcome_write(
-    make_stack, sqlite_url: str, sqlite_db: None, locked_sqlite: sqlite3.Connection
+    make_stack, sqlite_url: str, locked_sqlite: sqlite3.Connection
 ) -> None:
     lease = 3.0
     stack = make_stack(sqlite_url, ORDER_LEASE_SECONDS=str(lease), REAPER_INTERVAL_S="0.5")
@@ -197,8 +190,9 @@ def test_worker_keeps_its_lease_and_retries_the_outcome_write(
     assert f"ref={ref}" in line
 
 
+@pytest.mark.usefixtures("sqlite_db")
 def test_third_party_hanging_past_its_timeout_is_retried_then_cancelled(
-    make_stack, sqlite_url: str, sqlite_db: None
+    make_stack, sqlite_url: str
 ) -> None:
     stack = make_stack(sqlite_url).start_all(
         THIRD_PARTY_TIMEOUT_S="0.5", THIRD_PARTY_MAX_ATTEMPTS="2"

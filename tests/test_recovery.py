@@ -14,12 +14,13 @@ from core.funds import load_funds, sync_funds
 from core.models import Order, db
 from core.settings import Settings
 from tests.harness import RedisServer, wait_for
-from tests.orderflow import (
+from tests.orderflow import (  # noqa: F401 - sqlite_db_fixture is a fixture
     assert_one_placement_each,
     events_of,
     make_order,
     place_many,
     queue_entries,
+    sqlite_db_fixture,
     statuses,
     wait_all_terminal,
 )
@@ -165,10 +166,9 @@ def test_kill_9_worker_mid_order_then_two_new_workers(
     print(f"all terminal {elapsed:.1f}s after kill -9 (lease {lease}s)")
 
 
-def test_lost_push_and_spent_attempts_after_recovery(
-    make_stack, database_url: str, database
-) -> None:
-    stack = make_stack(database_url, PENDING_GRACE_SECONDS="1", REAPER_INTERVAL_S="0.3")
+@pytest.mark.usefixtures("sqlite_db")
+def test_lost_push_and_spent_attempts_after_recovery(make_stack, sqlite_url: str) -> None:
+    stack = make_stack(sqlite_url, PENDING_GRACE_SECONDS="1", REAPER_INTERVAL_S="0.3")
     stack.start_fundhouse()
     stack.start_server()
     # Committed PENDING but never pushed (the server died between the commit and LPUSH).

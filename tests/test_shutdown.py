@@ -12,21 +12,23 @@ import redis
 
 from core.models import Order
 from tests.harness import wait_for
-from tests.orderflow import (
+from tests.orderflow import (  # noqa: F401 - sqlite_db_fixture is a fixture
     assert_one_placement_each,
     events_of,
     place_many,
     queue_entries,
     request,
+    sqlite_db_fixture,
     statuses,
     wait_all_terminal,
 )
 
 
+@pytest.mark.usefixtures("sqlite_db")
 def test_sigterm_worker_under_load_finishes_or_hands_back_then_exits_0(
-    make_stack, database_url: str, database, redis_client: redis.Redis
+    make_stack, sqlite_url: str, redis_client: redis.Redis
 ) -> None:
-    stack = make_stack(database_url)
+    stack = make_stack(sqlite_url)
     stack.start_fundhouse()
     stack.start_server()
     stack.fundhouse_behaviour(latency_ms=300)
@@ -55,10 +57,11 @@ def test_sigterm_worker_under_load_finishes_or_hands_back_then_exits_0(
     assert set(stack.fundhouse_get("/_admin/stats")["calls"].values()) == {1}
 
 
+@pytest.mark.usefixtures("sqlite_db")
 def test_sigterm_hands_back_an_order_waiting_to_retry(
-    make_stack, database_url: str, database, redis_client: redis.Redis
+    make_stack, sqlite_url: str, redis_client: redis.Redis
 ) -> None:
-    stack = make_stack(database_url, RETRY_BASE_DELAY_S="60", RETRY_MAX_DELAY_S="60")
+    stack = make_stack(sqlite_url, RETRY_BASE_DELAY_S="60", RETRY_MAX_DELAY_S="60")
     stack.start_fundhouse()
     stack.start_server()
     stack.fundhouse_behaviour(always_status=503)
