@@ -54,7 +54,9 @@ def place_many(stack: Stack, count: int, threads: int = 8) -> list[str]:
 
 def statuses() -> dict[str, str]:
     """ref -> status of every order in the test's database."""
-    return {o.ref: o.status for o in Order.select(Order.ref, Order.status)}
+    # A connection of its own each time: the pool drops one a database restart killed.
+    with db.connection_context():
+        return {o.ref: o.status for o in Order.select(Order.ref, Order.status)}
 
 
 def wait_all_terminal(timeout: float, what: str = "every order to be terminal") -> dict[str, str]:
@@ -72,13 +74,14 @@ def wait_all_terminal(timeout: float, what: str = "every order to be terminal") 
 
 
 def events_of(ref: str) -> list[str]:
-    return [
-        e.event
-        for e in OrderEvent.select(OrderEvent.event)
-        .join(Order)
-        .where(Order.ref == ref)
-        .order_by(OrderEvent.sequence)
-    ]
+    with db.connection_context():
+        return [
+            e.event
+            for e in OrderEvent.select(OrderEvent.event)
+            .join(Order)
+            .where(Order.ref == ref)
+            .order_by(OrderEvent.sequence)
+        ]
 
 
 def assert_one_placement_each(stack: Stack) -> dict[str, str]:

@@ -11,7 +11,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from core.models import Order, utcnow
+from core.models import Order, close_db, init_db, utcnow
 from tests.harness import RedisServer, Stack, wait_for
 from tests.orderflow import (  # noqa: F401 - sqlite_db_fixture is a fixture
     Flow,
@@ -23,6 +23,7 @@ from tests.orderflow import (  # noqa: F401 - sqlite_db_fixture is a fixture
     statuses,
     wait_all_terminal,
 )
+from tests.pgcluster import PostgresCluster
 
 FAST_REAPER = {"PENDING_GRACE_SECONDS": "2", "REAPER_INTERVAL_S": "0.5"}
 
@@ -205,3 +206,55 @@ def test_third_party_hanging_past_its_timeout_is_retried_then_cancelled(
     stack.fundhouse_behaviour(hang_ms=0)
     after = stack.stub.PlaceOrder(request(2), timeout=10).order_ref_no
     assert wait_all_terminal(30)[after] == "COMPLETED"  # the worker was never stuck
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of this test alone (the machine's shared one is never stopped)."""
+    try:
+        cluster = PostgresCluster()
+    except (FileNotFoundError, KeyError) as exc:
+        pytest.skip(f"cannot run a private PostgreSQL cluster: {exc}")
+    try:
+        cluster.init()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+def test_postgres_restart_unavailable_then_the_outcome_is_recorded(
+    make_stack, private_postgres: PostgresCluster
+) -> None:
+    stack = make_stack(private_postgres.url)
+    stack.start_fundhouse()
+    stack.start_server()
+    worker = stack.start_worker()
+    init_db(private_postgres.url)
+    try:
+        stack.fundhouse_behaviour(latency_ms=2000)
+        ref = stack.stub.PlaceOrder(request(1), timeout=10).order_ref_no
+        wait_for(
+            lambda: (
+                statuses() == {ref: "PROCESSING"}
+                and stack.fundhouse_get("/_admin/stats")["requests"] == 1
+            ),
+            30,
+            "the worker to hold the order with its call in flight",
+        )
+        private_postgres.stop()
+        with pytest.raises(grpc.RpcError) as err:
+            stack.stub.PlaceOrder(request(2, key="during-outage"), timeout=30)
+        assert err.value.code() == grpc.StatusCode.UNAVAILABLE, err.value.details()
+        assert err.value.details() == (
+            "database unavailable: cannot be reached; nothing was written; retry later"
+        )
+        wait_for(lambda: "cannot record" in worker.log_text(), 30, "the outcome write to fail")
+        private_postgres.start()
+        assert wait_all_terminal(30) == {ref: "COMPLETED"}  # the failed PlaceOrder left nothing
+        assert stack.fundhouse_get("/_admin/stats")["calls"] == {ref: 1}
+        # Server and worker reconnect by themselves: the key was never bound, so it places now.
+        stack.fundhouse_behaviour(latency_ms=0)
+        after = stack.stub.PlaceOrder(request(2, key="during-outage"), timeout=30).order_ref_no
+        assert wait_all_terminal(30) == {ref: "COMPLETED", after: "COMPLETED"}
+    finally:
+        close_db()
