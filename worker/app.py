@@ -1,4 +1,4 @@
-"""orders-worker: WORKER_CONCURRENCY threads BRPOPping the priority lists, plus heartbeats."""
+"""orders-worker: WORKER_CONCURRENCY threads BRPOPping the priority lists, heartbeats, reaper."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def new_worker_id() -> str:
 
 
 class Worker:
-    """A worker process: consumer threads and a heartbeat thread renewing held leases."""
+    """A worker process: consumer threads, a heartbeat renewing held leases, and a reaper."""
 
     def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
         self.settings = settings
