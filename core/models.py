@@ -6,6 +6,9 @@ Nothing connects at import time: `db` is a proxy that `init_db(url)` binds.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -106,6 +109,22 @@ class IdempotencyKey(BaseModel):
 
 
 MODELS: list[type[BaseModel]] = [Fund, Order, OrderEvent, IdempotencyKey]
+
+
+#: One writer at a time inside a process on SQLite: threads queue on this lock (woken at
+#: once) instead of in SQLite's busy handler, which sleeps in steps of up to 100 ms.
+_SQLITE_WRITE_LOCK = threading.RLock()
+
+
+@contextmanager
+def write_txn() -> Iterator[None]:
+    """A write transaction (db.atomic), serialised within the process on SQLite."""
+    if isinstance(db.obj, pw.SqliteDatabase):
+        with _SQLITE_WRITE_LOCK, db.atomic():
+            yield
+    else:
+        with db.atomic():
+            yield
 
 
 def utcnow() -> dt.datetime:

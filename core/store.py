@@ -19,7 +19,7 @@ from playhouse.pool import MaxConnectionsExceeded
 
 from core.domain import PROGRESS, Event, OrderStatus, TransactionType, format_money
 from core.errors import OrderNotFound, StoreUnavailable
-from core.models import Fund, IdempotencyKey, Order, OrderEvent, db, utcnow
+from core.models import IdempotencyKey, Order, OrderEvent, db, utcnow, write_txn
 from core.updates import Update
 
 #: Errors that mean "the database cannot be reached or is too busy": worth a retry. A full
@@ -143,7 +143,7 @@ def create_order(
     if queued:
         steps.append(Step(Event.QUEUED, f"priority {priority}"))
     rows, updates = _apply(order, steps, now)
-    with db.atomic():
+    with write_txn():
         order.save(force_insert=True)
         if idempotency is not None:
             key, request_hash = idempotency
@@ -169,7 +169,7 @@ def transition(
     compare-and-set that makes duplicate deliveries and racing reapers no-ops.
     """
     now = utcnow()
-    with db.atomic():
+    with write_txn():
         query = Order.select().where(
             (Order.ref == ref) & (Order.status.in_([s.value for s in expect]))
         )
@@ -233,12 +233,6 @@ def latest_update(ref: str) -> Update:
         row.created_on,
         snapshot(order),
     )
-
-
-def fund_nav(name: str) -> Decimal | None:
-    """The NAV of a fund, or None when there is no such fund."""
-    fund = Fund.get_or_none(Fund.name == name)
-    return None if fund is None else Decimal(fund.nav)
 
 
 def store_unavailable(exc: Exception, note: str = "retry later") -> StoreUnavailable:
