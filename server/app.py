@@ -18,6 +18,7 @@ from core.logs import setup_logging
 from core.models import close_db, db, init_db
 from core.redis_conn import make_redis
 from core.settings import Settings, SettingsError
+from server.auth import AuthInterceptor
 from server.handlers import SERVICE_NAME, generic_handler
 from server.placement import OrderPlacer
 from server.reflection import enable_reflection
@@ -66,7 +67,10 @@ async def start(settings: Settings) -> RunningServer:
     executor = ThreadPoolExecutor(max_workers=settings.db_pool_size, thread_name_prefix="orders-db")
     service = OrderService(OrderPlacer(client, settings.max_queue_depth), executor)
 
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(settings.admin_token, settings.api_tokens)],
+        options=SERVER_OPTIONS,
+    )
     server.add_generic_rpc_handlers((generic_handler(service),))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

@@ -13,6 +13,7 @@ from orders.v1 import orders_pb2 as pb
 
 from core.domain import ACCEPTED_MESSAGE
 from server import queries
+from server.auth import current_caller
 from server.convert import fund_message, money, update_message
 from server.errors import map_errors
 from server.placement import OrderPlacer
@@ -88,5 +89,5 @@ class OrderService:
 
 
 def caller_of(context: grpc.aio.ServicerContext) -> str:
-    """The authenticated caller's name ("" while no tokens are configured)."""
-    return ""
+    """The authenticated caller's name ("" when anonymous): idempotency keys are scoped by it."""
+    return current_caller()
