@@ -18,10 +18,12 @@ from core.logs import setup_logging
 from core.models import close_db, db, init_db
 from core.redis_conn import make_redis
 from core.settings import Settings, SettingsError
+from server.auth import AuthInterceptor
 from server.handlers import SERVICE_NAME, generic_handler
 from server.placement import OrderPlacer
 from server.reflection import enable_reflection
 from server.servicer import OrderService
+from server.watch import UpdateHub
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +38,11 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
+    # New calls wait in C-core's queue until the event loop requests them; past the default
+    # soft limit (1,000 waiting) some are cancelled. A burst of watchers (thousands reconnecting
+    # after a restart) overflowed it in testing; an accepted watch stream is cheap, so allow it.
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 20_000),
 ]
 
 
@@ -47,11 +54,15 @@ class RunningServer:
     port: int
     health: HealthServicer
     executor: ThreadPoolExecutor
+    hub: UpdateHub
 
     async def stop(self, grace: float) -> None:
         """Refuse new RPCs, let in-flight ones finish within grace, then close everything."""
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        # Watch streams never end by themselves: end them now (UNAVAILABLE, resume elsewhere)
+        # instead of holding the shutdown for the whole grace period.
+        await self.hub.close()
         await self.server.stop(grace)
         self.executor.shutdown(wait=True)
         close_db()
@@ -69,9 +80,13 @@ async def start(settings: Settings) -> RunningServer:
         sync_funds(load_funds(settings.funds_file))
     client = make_redis(settings.redis_url, settings.redis_timeout_s)
     executor = ThreadPoolExecutor(max_workers=settings.db_pool_size, thread_name_prefix="orders-db")
-    service = OrderService(OrderPlacer(client, settings.max_queue_depth), executor)
+    hub = UpdateHub(settings.redis_url, settings.redis_timeout_s)
+    service = OrderService(OrderPlacer(client, settings.max_queue_depth), executor, hub)
 
-    server = grpc.aio.server(options=SERVER_OPTIONS)
+    server = grpc.aio.server(
+        interceptors=[AuthInterceptor(settings.admin_token, settings.api_tokens)],
+        options=SERVER_OPTIONS,
+    )
     server.add_generic_rpc_handlers((generic_handler(service),))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -83,11 +98,12 @@ async def start(settings: Settings) -> RunningServer:
     port = server.add_insecure_port(address)
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
+    hub.start()
     await server.start()
     for name in ("", SERVICE_NAME):
         await health.set(name, health_pb2.HealthCheckResponse.SERVING)
     logger.info("serving", extra={"host": settings.host, "port": port})
-    return RunningServer(server, port, health, executor)
+    return RunningServer(server, port, health, executor, hub)
 
 
 async def serve(settings: Settings) -> None:
