@@ -13,6 +13,7 @@ from tests.harness import BIN, Service, Stack, free_port, wait_for
 
 ISO_MILLIS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 ADMIN_TOKEN = "test-admin-token-1234"
+ALICE_TOKEN = "alice-token-5678"
 
 
 @dataclass
@@ -51,8 +52,9 @@ class GatewayStack(Stack):
         assert self.gateway_port is not None, "gateway not started"
         return f"http://127.0.0.1:{self.gateway_port}"
 
-    def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.gateway_url, timeout=10)
+    def http(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.gateway_url, timeout=10, headers=headers)
 
 
 def place(
