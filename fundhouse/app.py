@@ -23,6 +23,10 @@ REQUIRED = ("orderRefNo", "fundName", "transactionType", "quantity", "orderValue
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in one segment, and nothing waits for the peer's delayed ACK
+    # (with Nagle on, every keep-alive answer stalled 40 ms).
+    disable_nagle_algorithm = True
+    wbufsize = 64 * 1024
     server: FundhouseServer
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib name
