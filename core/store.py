@@ -17,6 +17,7 @@ from typing import Any
 import peewee as pw
 from playhouse.pool import MaxConnectionsExceeded
 
+from core import statements
 from core.domain import PROGRESS, Event, OrderStatus, TransactionType, format_money
 from core.errors import OrderNotFound, StoreUnavailable
 from core.models import IdempotencyKey, Order, OrderEvent, db, utcnow, write_txn
@@ -144,7 +145,9 @@ def create_order(
         steps.append(Step(Event.QUEUED, f"priority {priority}"))
     rows, updates = _apply(order, steps, now)
     with write_txn():
-        order.save(force_insert=True)
+        order.id = statements.insert_order(
+            {name: getattr(order, name) for name in Order._meta.fields if name != "id"}
+        )
         if idempotency is not None:
             key, request_hash = idempotency
             IdempotencyKey.create(
@@ -152,7 +155,7 @@ def create_order(
             )
         for row in rows:
             row["order"] = order.id
-        OrderEvent.insert_many(rows).execute()
+        statements.insert_events(rows)
     return updates
 
 
@@ -161,30 +164,32 @@ def transition(
     steps: Sequence[Step],
     *,
     expect: Iterable[OrderStatus],
+    owner: str | None = None,
     where: pw.Expression | None = None,
 ) -> list[Update] | None:
-    """Apply steps to the order if its status is in `expect` (and `where` holds).
+    """Apply steps to the order if its status is in `expect` (and `owner` holds it, and
+    `where` holds).
 
     Returns the updates, or None when the order is not in an expected state: the
     compare-and-set that makes duplicate deliveries and racing reapers no-ops.
     """
     now = utcnow()
+    statuses = [s.value for s in expect]
     with write_txn():
-        query = Order.select().where(
-            (Order.ref == ref) & (Order.status.in_([s.value for s in expect]))
-        )
-        if where is not None:
-            query = query.where(where)
-        order = _for_update(query).first()
+        if where is None:
+            order = statements.select_order(ref, statuses, owner)
+        else:
+            query = Order.select().where((Order.ref == ref) & (Order.status.in_(statuses)))
+            if owner is not None:
+                query = query.where(Order.worker_id == owner)
+            order = _for_update(query.where(where)).first()
         if order is None:
             return None
         rows, updates = _apply(order, steps, now)
         fields = {name for step in steps for name in step.changes}
         fields |= {"last_sequence", "progress", "updated_on"}
-        Order.update({getattr(Order, name): getattr(order, name) for name in fields}).where(
-            Order.id == order.id
-        ).execute()
-        OrderEvent.insert_many(rows).execute()
+        statements.update_order(order.id, {name: getattr(order, name) for name in fields})
+        statements.insert_events(rows)
     return updates
 
 

@@ -13,7 +13,7 @@ from tenacity import RetryCallState
 
 from core import keys, store
 from core.domain import Event, OrderStatus
-from core.models import Order, db, utcnow
+from core.models import db, utcnow
 from core.redis_conn import REDIS_DOWN_ERRORS
 from core.settings import Settings
 from core.updates import Update, publish
@@ -68,14 +68,14 @@ class Processor:
     def _write(self, ref: str, steps: list[store.Step], *, claim: bool = False) -> list[Update]:
         """Record steps, retrying while the database is down; LeaseLost if the CAS fails."""
         if claim:
-            expect, where = [OrderStatus.PENDING], None
+            expect, owner = [OrderStatus.PENDING], None
         else:
-            expect, where = [OrderStatus.PROCESSING], (Order.worker_id == self.worker_id)
+            expect, owner = [OrderStatus.PROCESSING], self.worker_id
         delay = 0.1
         while True:
             try:
                 with db.connection_context():
-                    updates = store.transition(ref, steps, expect=expect, where=where)
+                    updates = store.transition(ref, steps, expect=expect, owner=owner)
                 break
             except store.DB_DOWN_ERRORS as exc:
                 if claim:

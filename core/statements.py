@@ -1,0 +1,108 @@
+"""Hot-path SQL for the order writes, built once per shape from the models' metadata.
+
+Profiling showed peewee's query builder costing more than the statements themselves (about
+70% of a state change's CPU). The text is cached per shape and database; values still go
+through each field's db_value, exactly as peewee would pass them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import peewee as pw
+
+from core.models import Order, OrderEvent, db
+
+_cache: dict[tuple[Any, ...], str] = {}
+
+_ORDER_TABLE = f'"{Order._meta.table_name}"'
+_EVENT_TABLE = f'"{OrderEvent._meta.table_name}"'
+_ORDER_COLUMNS = [f.column_name for f in Order._meta.sorted_fields]
+_EVENT_FIELDS = [f for f in OrderEvent._meta.sorted_fields if f.name != "id"]
+
+
+def _param() -> str:
+    return str(db.obj.param)
+
+
+def _sqlite() -> bool:
+    return isinstance(db.obj, pw.SqliteDatabase)
+
+
+def _sql(key: tuple[Any, ...], build: Any) -> str:
+    full = (*key, _param(), _sqlite())
+    text = _cache.get(full)
+    if text is None:
+        text = _cache[full] = build()
+    return text
+
+
+def select_order(ref: str, statuses: Sequence[str], owner: str | None) -> Order | None:
+    """The order with ref whose status is one of statuses (and worker_id is owner), locked."""
+    p = _param()
+
+    def build() -> str:
+        cols = ", ".join(f'"{c}"' for c in _ORDER_COLUMNS)
+        text = (
+            f'SELECT {cols} FROM {_ORDER_TABLE} WHERE "ref" = {p} AND "status" IN '
+            f"({', '.join([p] * len(statuses))})"
+        )
+        if owner is not None:
+            text += f' AND "worker_id" = {p}'
+        # SQLite has no row locks; its IMMEDIATE transactions already serialise writers.
+        return text + ("" if _sqlite() else " FOR UPDATE")
+
+    text = _sql(("select", len(statuses), owner is not None), build)
+    params: list[Any] = [ref, *statuses] + ([owner] if owner is not None else [])
+    return next(iter(Order.raw(text, *params)), None)
+
+
+def update_order(order_id: int, values: dict[str, Any]) -> None:
+    """UPDATE the named fields of one order row."""
+    names = tuple(sorted(values))
+    p = _param()
+    fields = Order._meta.fields
+
+    def build() -> str:
+        sets = ", ".join(f'"{fields[n].column_name}" = {p}' for n in names)
+        return f'UPDATE {_ORDER_TABLE} SET {sets} WHERE "id" = {p}'
+
+    text = _sql(("update", names), build)
+    db.execute_sql(text, [fields[n].db_value(values[n]) for n in names] + [order_id])
+
+
+def insert_order(values: dict[str, Any]) -> int:
+    """INSERT one order row; returns its id."""
+    names = tuple(sorted(values))
+    p = _param()
+    fields = Order._meta.fields
+
+    def build() -> str:
+        cols = ", ".join(f'"{fields[n].column_name}"' for n in names)
+        return (
+            f"INSERT INTO {_ORDER_TABLE} ({cols}) VALUES ({', '.join([p] * len(names))}) "
+            'RETURNING "id"'
+        )
+
+    text = _sql(("insert_order", names), build)
+    cursor = db.execute_sql(text, [fields[n].db_value(values[n]) for n in names])
+    return int(cursor.fetchone()[0])
+
+
+def insert_events(rows: Sequence[dict[str, Any]]) -> None:
+    """INSERT OrderEvent rows (dicts keyed by field name, "order" holding the order id)."""
+    p = _param()
+
+    def build() -> str:
+        cols = ", ".join(f'"{f.column_name}"' for f in _EVENT_FIELDS)
+        one = f"({', '.join([p] * len(_EVENT_FIELDS))})"
+        return f"INSERT INTO {_EVENT_TABLE} ({cols}) VALUES {', '.join([one] * len(rows))}"
+
+    text = _sql(("insert_events", len(rows)), build)
+    params: list[Any] = []
+    for row in rows:
+        params.extend(
+            row["order"] if f.name == "order" else f.db_value(row[f.name]) for f in _EVENT_FIELDS
+        )
+    db.execute_sql(text, params)
