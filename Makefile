@@ -22,11 +22,11 @@ protos: $(STAMP) ## regenerate generated/ from protos/
 	$(BIN)/python -m scripts.gen_protos
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check core server worker fundhouse clients tests scripts bench
+	$(BIN)/ruff check core server worker fundhouse clients gateway tests scripts bench
 
 format: $(STAMP) ## ruff format + fix imports
-	$(BIN)/ruff check --fix --select I core server worker fundhouse clients tests scripts bench
-	$(BIN)/ruff format core server worker fundhouse clients tests scripts bench
+	$(BIN)/ruff check --fix --select I core server worker fundhouse clients gateway tests scripts bench
+	$(BIN)/ruff format core server worker fundhouse clients gateway tests scripts bench
 
 typecheck: $(STAMP) ## mypy strict
 	$(BIN)/mypy

@@ -1,4 +1,4 @@
-"""`make run`: Redis (private unless configured), fundhouse, server and worker, until Ctrl-C."""
+"""`make run`: Redis (private unless set), fundhouse, server, worker and gateway, until Ctrl-C."""
 
 from __future__ import annotations
 
@@ -148,8 +148,15 @@ def main() -> None:
         server = spawn("server", [str(BIN / "orders-server")])
         wait_port(grpc_port, server, "orders-server")
         spawn("worker", [str(BIN / "orders-worker")])
+        gateway_port = int(env.get("GATEWAY_PORT") or free_port(8080))
+        env["GATEWAY_PORT"] = str(gateway_port)
+        env["ORDERS_ADDR"] = f"127.0.0.1:{grpc_port}"
+        gateway = spawn("gateway", [str(BIN / "orders-gateway")])
+        wait_port(gateway_port, gateway, "orders-gateway")
+        rest = f"http://127.0.0.1:{gateway_port}"
         lines += [
             f"server    127.0.0.1:{grpc_port} (gRPC, reflection, health)",
+            f"gateway   {rest} (REST, {rest}/openapi.json)",
             f"database  {env['DATABASE_URL'].split('@')[-1]}",
             "worker    1 process, WORKER_CONCURRENCY=" + env.get("WORKER_CONCURRENCY", "8"),
             f"admin     ADMIN_TOKEN={env['ADMIN_TOKEN']} (development token)",
@@ -169,6 +176,14 @@ def main() -> None:
                     f'  .venv/bin/grpcurl -plaintext -d \'{{"fund_name": "Global Equity Fund", '
                     f'"transaction_type": "TRANSACTION_TYPE_BUY", "quantity": 100}}\' {addr} '
                     "orders.v1.OrderService/PlaceOrder",
+                    "Or over REST:",
+                    f"  curl -s -X POST {rest}/api/order -H 'Content-Type: application/json' "
+                    '-d \'{"fundName": "Global Equity Fund", "transactionType": "BUY", '
+                    '"quantity": 100}\'',
+                    f"  curl -s {rest}/api/order/ORD.../status",
+                    f"  curl -N {rest}/api/order/ORD.../events",
+                    f"  curl -s {rest}/api/order/queue/status "
+                    f"-H 'Authorization: Bearer {env['ADMIN_TOKEN']}'",
                     "Ctrl-C stops everything.",
                 ]
             ),

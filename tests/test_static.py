@@ -6,7 +6,9 @@ import subprocess
 
 from tests.harness import BIN, ROOT
 
-PACKAGES = ["core", "server", "worker", "fundhouse", "clients", "tests", "scripts", "bench"]
+PACKAGES = [
+    "core", "server", "worker", "fundhouse", "clients", "gateway", "tests", "scripts", "bench"
+]
 
 
 def test_ruff_is_clean() -> None:
