@@ -197,7 +197,7 @@ class Stack:
         )
         service.port = self.server_port
         self._channel = None
-        wait_for(lambda: self._serving(service), 30, "orders-server to serve")
+        wait_for(lambda: self._answering(service), 30, "orders-server to answer health checks")
         return service
 
     def start_worker(self, **env: str) -> Service:
@@ -216,12 +216,21 @@ class Stack:
         self.start_worker(**worker_env)
         return self
 
-    def _serving(self, service: Service) -> bool:
+    def _answering(self, service: Service) -> bool:
+        # Up = answering; SERVING also needs Redis and the database, which a test may have
+        # taken away on purpose.
         if not service.alive():
             raise AssertionError(f"{service.name} exited:\n{service.log_text()}")
+        return self.health() is not None
+
+    def health(self, name: str = "") -> int | None:
+        """The server's grpc.health.v1 status for `name` (None if it does not answer)."""
         stub = health_pb2_grpc.HealthStub(self.channel)
-        reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=1)
+        except grpc.RpcError:
+            return None
+        return int(reply.status)
 
     @property
     def address(self) -> str:
