@@ -145,13 +145,20 @@ def main() -> None:
             env["ADMIN_TOKEN"] = "dev-admin-" + secrets.token_hex(8)
         grpc_port = int(env.get("PORT") or 50051)
         env["PORT"] = str(grpc_port)
+        metrics_port = int(env.get("METRICS_PORT") or free_port(9464))
+        env["METRICS_PORT"] = str(metrics_port)
         server = spawn("server", [str(BIN / "orders-server")])
         wait_port(grpc_port, server, "orders-server")
-        spawn("worker", [str(BIN / "orders-worker")])
+        worker_metrics_port = int(env.get("WORKER_METRICS_PORT") or free_port(9465))
+        env["WORKER_METRICS_PORT"] = str(worker_metrics_port)
+        worker = spawn("worker", [str(BIN / "orders-worker")])
+        wait_port(worker_metrics_port, worker, "orders-worker metrics")
         lines += [
             f"server    127.0.0.1:{grpc_port} (gRPC, reflection, health)",
             f"database  {env['DATABASE_URL'].split('@')[-1]}",
             "worker    1 process, WORKER_CONCURRENCY=" + env.get("WORKER_CONCURRENCY", "8"),
+            f"metrics   server http://127.0.0.1:{metrics_port}/metrics, "
+            f"worker http://127.0.0.1:{worker_metrics_port}/metrics",
             f"admin     ADMIN_TOKEN={env['ADMIN_TOKEN']} (development token)",
             "logs      var/*.log",
         ]

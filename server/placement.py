@@ -19,6 +19,7 @@ from core.errors import FundNotFound, IdempotencyConflict, QueueFull, QueueUnava
 from core.models import IdempotencyKey, Order, db
 from core.redis_conn import REDIS_DOWN_ERRORS
 from core.updates import Update, publish
+from server import metrics
 from server.validation import PlaceCommand
 
 logger = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class OrderPlacer:
             },
         )
         self._dispatch(ref, priority, updates, queue_up)
+        metrics.ORDERS_PLACED.labels(cmd.transaction_type.value).inc()
         return Placed(ref, value)
 
     def _replay(self, caller: str, key: str, fingerprint: str) -> Placed | None:
