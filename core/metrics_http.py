@@ -27,7 +27,7 @@ class MetricsEndpoint:
 def serve_metrics(host: str, port: int) -> MetricsEndpoint:
     """Serve the default registry on host:port (0 picks a free port, logged)."""
     # The *_created series double every counter's samples for little use here.
-    disable_created_metrics()
+    disable_created_metrics()  # type: ignore[no-untyped-call]
     httpd, _thread = start_http_server(port, addr=host)
     endpoint = MetricsEndpoint(httpd, int(httpd.server_port))
     logger.info("metrics listening", extra={"host": host, "metrics_port": endpoint.port})
