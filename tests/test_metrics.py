@@ -27,8 +27,9 @@ def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
-def value(samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
-          ) -> float | None:
+def value(
+    samples: dict[tuple[str, frozenset[tuple[str, str]]], float], name: str, **labels: str
+) -> float | None:
     return samples.get((name, frozenset(labels.items())))
 
 
@@ -58,8 +59,9 @@ def test_server_and_worker_metrics(make_stack, sqlite_url: str) -> None:
     assert value(server, "orders_dependency_up", dependency="database") == 1
     assert value(server, "orders_watch_streams_open") == 0
     # Health checks go through the same interceptor.
-    assert value(server, "orders_rpc_handled_total", method="grpc.health.v1.Health/Check",
-                 code="OK")
+    assert value(
+        server, "orders_rpc_handled_total", method="grpc.health.v1.Health/Check", code="OK"
+    )
 
     # The first call of each order fails once (503), so each is retried once.
     stack.fundhouse_behaviour(fail_first=1)
@@ -67,9 +69,11 @@ def test_server_and_worker_metrics(make_stack, sqlite_url: str) -> None:
     for ref in (buy, sell):
         assert wait_terminal(stack, ref).status == pb.ORDER_STATUS_COMPLETED
     worker = wait_for(
-        lambda: (s := scrape(worker_port))
-        and value(s, "orders_worker_outcomes_total", outcome="completed") == 2
-        and s,
+        lambda: (
+            (s := scrape(worker_port))
+            and value(s, "orders_worker_outcomes_total", outcome="completed") == 2
+            and s
+        ),
         10,
         "the worker to count two completed orders",
     )
@@ -85,4 +89,3 @@ def test_server_and_worker_metrics(make_stack, sqlite_url: str) -> None:
     server = scrape(server_port)
     assert value(server, "orders_queue_depth", priority="1") == 0
     assert value(server, "orders_queue_depth", priority="2") == 0
-
