@@ -173,6 +173,8 @@ def main() -> None:
                     f"  .venv/bin/orderctl --addr {addr} place --fund 'Global Equity Fund' "
                     "--type BUY --quantity 100",
                     f"  .venv/bin/orderctl --addr {addr} status ORD...",
+                    f"  .venv/bin/orderctl --addr {addr} watch ORD...",
+                    f"  .venv/bin/orderctl --addr {addr} --token {env['ADMIN_TOKEN']} stats",
                     f'  .venv/bin/grpcurl -plaintext -d \'{{"fund_name": "Global Equity Fund", '
                     f'"transaction_type": "TRANSACTION_TYPE_BUY", "quantity": 100}}\' {addr} '
                     "orders.v1.OrderService/PlaceOrder",
