@@ -245,8 +245,9 @@ class Stack:
         wait_for(lambda: self.fundhouse_get("/healthz")["ok"], 15, "fundhouse to listen")
         return service
 
-    def start_server(self, **env: str) -> Service:
-        self.server_port = free_port()
+    def start_server(self, port: int | None = None, **env: str) -> Service:
+        """Start orders-server (on `port`, e.g. the previous one's to restart it)."""
+        self.server_port = port or free_port()
         service = self._spawn(
             "server", [str(BIN / "orders-server")], self.env(PORT=str(self.server_port), **env)
         )

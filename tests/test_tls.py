@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import grpc
@@ -11,7 +12,7 @@ from orders.v1 import orders_pb2 as pb
 from orders.v1 import orders_pb2_grpc as pb_grpc
 
 from tests.certs import Certs, make_certs
-from tests.harness import RedisServer, RedisTLS, Stack
+from tests.harness import BIN, RedisServer, RedisTLS, Stack
 from tests.test_order_path import place, wait_terminal
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -32,6 +33,10 @@ def _credentials(
     )
 
 
+def _run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+
 def _list_funds(channel: grpc.Channel) -> list[str]:
     stub = pb_grpc.OrderServiceStub(channel)
     return [f.name for f in stub.ListFunds(pb.ListFundsRequest(), timeout=5).funds]
@@ -50,6 +55,15 @@ def test_tls_server(make_stack, sqlite_url: str, certs: Certs) -> None:
     with grpc.insecure_channel(stack.address) as plain, pytest.raises(grpc.RpcError) as err:
         _list_funds(plain)
     assert err.value.code() == grpc.StatusCode.UNAVAILABLE
+    orderctl = [str(BIN / "orderctl"), "--addr", stack.address]
+    out = _run([*orderctl, "--tls-ca", str(certs.ca), "funds"])
+    assert out.returncode == 0 and "Global Equity Fund" in out.stdout, out.stderr
+    # By name instead of IP: the certificate is for localhost too.
+    out = _run([*orderctl[:2], f"localhost:{stack.server_port}", "--tls-ca", str(certs.ca),
+                "funds"])  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    out = _run([*orderctl, "funds"])
+    assert out.returncode == 6 and out.stderr.startswith("orderctl: UNAVAILABLE"), out.stderr
     # A client that does not trust the server's CA refuses the handshake.
     untrusted = _credentials(certs, ca=certs.other_ca)
     with grpc.secure_channel(stack.address, untrusted) as channel, pytest.raises(grpc.RpcError):
@@ -68,6 +82,12 @@ def test_mutual_tls_requires_a_client_certificate(
     stack.credentials = _credentials(certs, client=True)
     stack.start_server()
     assert "Global Equity Fund" in _list_funds(stack.channel)
+    orderctl = [str(BIN / "orderctl"), "--addr", stack.address, "--tls-ca", str(certs.ca)]
+    out = _run([*orderctl, "--tls-cert", str(certs.client_cert), "--tls-key",
+                str(certs.client_key), "funds"])  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    out = _run([*orderctl, "funds"])
+    assert out.returncode == 6, out.stderr
     with grpc.secure_channel(stack.address, _credentials(certs)) as channel:
         with pytest.raises(grpc.RpcError) as err:
             _list_funds(channel)
