@@ -22,11 +22,11 @@ protos: $(STAMP) ## regenerate generated/ from protos/
 	$(BIN)/python -m scripts.gen_protos
 
 lint: $(STAMP) ## ruff
-	$(BIN)/ruff check core server worker fundhouse clients tests scripts
+	$(BIN)/ruff check core server worker fundhouse clients tests scripts bench
 
 format: $(STAMP) ## ruff format + fix imports
-	$(BIN)/ruff check --fix --select I core server worker fundhouse clients tests scripts
-	$(BIN)/ruff format core server worker fundhouse clients tests scripts
+	$(BIN)/ruff check --fix --select I core server worker fundhouse clients tests scripts bench
+	$(BIN)/ruff format core server worker fundhouse clients tests scripts bench
 
 typecheck: $(STAMP) ## mypy strict
 	$(BIN)/mypy
@@ -39,7 +39,7 @@ check: lint typecheck test ## lint, typecheck and test
 run: $(STAMP) ## bring up Redis (private unless configured), server, worker and fundhouse
 	$(BIN)/python -m scripts.run_stack
 
-bench: $(STAMP) ## benchmarks, writes BENCHMARKS.md
+bench: $(STAMP) ## benchmarks (about 15 min; FULL=1 for the whole matrix), writes BENCHMARKS.md
 	$(BIN)/python -m bench.run
 
 clean: ## remove the virtualenv and var/

@@ -6,7 +6,7 @@ import subprocess
 
 from tests.harness import BIN, ROOT
 
-PACKAGES = ["core", "server", "worker", "fundhouse", "clients", "tests", "scripts"]
+PACKAGES = ["core", "server", "worker", "fundhouse", "clients", "tests", "scripts", "bench"]
 
 
 def test_ruff_is_clean() -> None:

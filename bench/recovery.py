@@ -1,0 +1,80 @@
+"""Row 5: time from a worker's SIGKILL to every order it held being terminal again."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from typing import TYPE_CHECKING, Any
+
+from bench.procs import BIN
+
+if TYPE_CHECKING:
+    from bench.run import Bench
+
+LEASE_S = 5
+HELD = 8
+
+
+def _processing(url: str) -> int:
+    with sqlite3.connect(url[len("sqlite:///") :], timeout=30) as conn:
+        return int(
+            conn.execute("SELECT count(*) FROM \"order\" WHERE status = 'PROCESSING'").fetchone()[0]
+        )
+
+
+def one(bench: Bench) -> dict[str, Any]:
+    from bench.run import PY, run_json
+
+    with bench.database("sqlite") as url:
+        assert url is not None
+        bench.flush_redis()
+        procs = bench.stack(
+            "recovery",
+            url,
+            ORDER_LEASE_SECONDS=str(LEASE_S),
+            REAPER_INTERVAL_S="1",
+            PENDING_GRACE_SECONDS="5",
+        )
+        try:
+            bench.start_fundhouse(procs, 1000)
+            addr = bench.start_servers(procs)
+            bench.start_workers(procs, 1, concurrency=HELD)
+            run_json(
+                [
+                    PY,
+                    "-m",
+                    "bench.loadgen",
+                    "place",
+                    "--addr",
+                    addr,
+                    "--concurrency",
+                    str(HELD),
+                    "--count",
+                    str(HELD),
+                ]
+            )
+            deadline = time.monotonic() + 30
+            while _processing(url) < HELD:
+                if time.monotonic() > deadline:
+                    raise RuntimeError("orders never all PROCESSING")
+                time.sleep(0.01)
+            procs.spawn("rescuer", [str(BIN / "orders-worker")], WORKER_CONCURRENCY="8")
+            time.sleep(1.5)  # the rescuer is up and its reaper running before the kill
+            killed = time.monotonic()
+            procs.stop("worker0", signal.SIGKILL)
+            done = bench.wait_terminal(url, HELD, timeout=120)
+            return {"recovery_s": done - killed, "lease_s": LEASE_S, "third_party_latency_s": 1.0}
+        finally:
+            procs.stop_all()
+
+
+def row(bench: Bench) -> dict[str, Any]:
+    from bench.run import RUNS, measure, summarise
+
+    try:
+        return summarise(
+            measure("recovery after SIGKILL", RUNS, lambda: one(bench)), ["recovery_s"]
+        )
+    except Exception as exc:  # noqa: BLE001 - a failed row is reported, not hidden
+        return {"error": repr(exc)[:300]}
