@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
 from typing import TextIO
 
 import grpc
@@ -17,6 +15,7 @@ from google.protobuf.message import Message
 from orders.v1 import orders_pb2 as pb
 from orders.v1 import orders_pb2_grpc as pb_grpc
 
+from clients.channel import UsageError, open_channel
 from clients.progress import WatchDisplay, describe_update
 
 #: Exit codes scripts can rely on.
@@ -44,11 +43,6 @@ _TERMINAL = (pb.ORDER_STATUS_COMPLETED, pb.ORDER_STATUS_CANCELLED)
 _RESUMABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN)
 #: Reconnections in a row without a new update before watch gives up (about 30 s).
 WATCH_MAX_RETRIES = 8
-_ADDRESS = re.compile(r"^(?:[a-z][a-z0-9+.-]*:.+|[^\s:/]+:\d+|\[[0-9a-fA-F:.]+\]:\d+)$")
-
-
-class UsageError(Exception):
-    """A bad option found after parsing (unreadable file, malformed address): exit 2."""
 
 
 class WatchError(Exception):
@@ -248,34 +242,6 @@ def build_parser(environ: Mapping[str, str] | None = None) -> argparse.ArgumentP
             "--json", action="store_true", default=argparse.SUPPRESS, help="print protobuf JSON"
         )
     return parser
-
-
-def _read(path: str | None, option: str) -> bytes | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"{option}: cannot read {path}: {exc.strerror}") from None
-
-
-def open_channel(args: argparse.Namespace) -> grpc.Channel:
-    """A plaintext or TLS channel to args.addr, as the options ask."""
-    if not _ADDRESS.match(args.addr):
-        raise UsageError(f"--addr: {args.addr!r} is not host:port")
-    if (args.tls_cert is None) != (args.tls_key is None):
-        raise UsageError("--tls-cert and --tls-key go together")
-    if not (args.tls or args.tls_ca or args.tls_cert):
-        return grpc.insecure_channel(args.addr)
-    credentials = grpc.ssl_channel_credentials(
-        root_certificates=_read(args.tls_ca, "--tls-ca"),
-        private_key=_read(args.tls_key, "--tls-key"),
-        certificate_chain=_read(args.tls_cert, "--tls-cert"),
-    )
-    options = []
-    if args.tls_server_name:
-        options.append(("grpc.ssl_target_name_override", args.tls_server_name))
-    return grpc.secure_channel(args.addr, credentials, options=options)
 
 
 def run(
