@@ -7,7 +7,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
 from core.domain import MAX_FUND_NAME
-from core.models import Fund, db
+from core.models import Fund, write_txn
 
 DEMO_FUNDS: list[tuple[str, Decimal]] = [
     ("Global Equity Fund", Decimal("10.00")),
@@ -51,7 +51,7 @@ def load_funds(path: Path | None) -> list[tuple[str, Decimal]]:
 
 def sync_funds(funds: list[tuple[str, Decimal]]) -> None:
     """Make the Fund table hold exactly this catalog."""
-    with db.atomic():
+    with write_txn():
         names = [name for name, _ in funds]
         Fund.delete().where(Fund.name.not_in(names)).execute()
         for name, nav in funds:

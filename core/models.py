@@ -6,6 +6,9 @@ Nothing connects at import time: `db` is a proxy that `init_db(url)` binds.
 from __future__ import annotations
 
 import datetime as dt
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -16,8 +19,9 @@ from playhouse.db_url import connect as connect_url
 
 db = pw.DatabaseProxy()
 
-#: Seconds SQLite waits for another writer before giving up (several processes share it).
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+#: Seconds to wait for another writer's lock before giving up (several processes share the
+#: database); the server passes a much shorter bound so a client never waits that long.
+DEFAULT_LOCK_TIMEOUT_S = 30.0
 
 
 class DecimalText(pw.TextField):
@@ -107,14 +111,36 @@ class IdempotencyKey(BaseModel):
 MODELS: list[type[BaseModel]] = [Fund, Order, OrderEvent, IdempotencyKey]
 
 
+#: One writer at a time inside a process on SQLite: threads queue on this lock (woken at
+#: once) instead of in SQLite's busy handler, which sleeps in steps of up to 100 ms.
+_SQLITE_WRITE_LOCK = threading.RLock()
+
+
+@contextmanager
+def write_txn() -> Iterator[None]:
+    """A write transaction (db.atomic), serialised within the process on SQLite."""
+    if isinstance(db.obj, pw.SqliteDatabase):
+        with _SQLITE_WRITE_LOCK, db.atomic():
+            yield
+    else:
+        with db.atomic():
+            yield
+
+
 def utcnow() -> dt.datetime:
     """Naive UTC now: how every timestamp is stored."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
-def make_database(url: str, pool_size: int = 16) -> pw.Database:
-    """A pooled peewee database for a DATABASE_URL (sqlite:///... or postgresql://...)."""
+def make_database(
+    url: str, pool_size: int = 16, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
+) -> pw.Database:
+    """A pooled peewee database for a DATABASE_URL (sqlite:///... or postgresql://...).
+
+    lock_timeout_s bounds the wait for a lock: SQLite's busy timeout, PostgreSQL's lock_timeout.
+    """
     parsed = urlparse(url)
+    lock_ms = max(1, int(lock_timeout_s * 1000))
     if parsed.scheme == "sqlite":
         path = url[len("sqlite:///") :]
         if path and path != ":memory:":
@@ -130,7 +156,7 @@ def make_database(url: str, pool_size: int = 16) -> pw.Database:
             lock_type="IMMEDIATE",
             pragmas={
                 "journal_mode": "wal",
-                "busy_timeout": SQLITE_BUSY_TIMEOUT_MS,
+                "busy_timeout": lock_ms,
                 "synchronous": "normal",
                 "foreign_keys": 1,
             },
@@ -143,14 +169,20 @@ def make_database(url: str, pool_size: int = 16) -> pw.Database:
             stale_timeout=300,
             timeout=30,
             connect_timeout=5,
+            options=f"-c lock_timeout={lock_ms}",
         )
         return database
     raise ValueError(f"unsupported DATABASE_URL scheme {parsed.scheme!r}")
 
 
-def init_db(url: str, pool_size: int = 16, create: bool = True) -> pw.Database:
+def init_db(
+    url: str,
+    pool_size: int = 16,
+    create: bool = True,
+    lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S,
+) -> pw.Database:
     """Bind `db` to the database at url and create the schema idempotently."""
-    database = make_database(url, pool_size)
+    database = make_database(url, pool_size, lock_timeout_s)
     db.initialize(database)
     if create:
         with database.connection_context():

@@ -48,6 +48,10 @@ class Settings:
     pending_grace_s: float = 30.0
     redis_timeout_s: float = 1.0
     db_pool_size: int = 16
+    #: How long a worker waits for a locked SQLite database (or a PostgreSQL row lock).
+    db_lock_timeout_s: float = 30.0
+    #: The same bound for the server, short so PlaceOrder answers UNAVAILABLE, not a hang.
+    server_db_lock_timeout_s: float = 3.0
     metrics_port: int | None = None
     worker_metrics_port: int | None = None
     log_format: str = "text"
@@ -97,6 +101,8 @@ class Settings:
             pending_grace_s=reader.get("PENDING_GRACE_SECONDS", _positive_float, 30.0),
             redis_timeout_s=reader.get("REDIS_TIMEOUT_S", _positive_float, 1.0),
             db_pool_size=reader.get("DB_POOL_SIZE", _int_range(1, 1000), 16),
+            db_lock_timeout_s=reader.get("DB_LOCK_TIMEOUT_S", _positive_float, 30.0),
+            server_db_lock_timeout_s=reader.get("SERVER_DB_LOCK_TIMEOUT_S", _positive_float, 3.0),
             metrics_port=reader.get("METRICS_PORT", _port_or_zero, None),
             worker_metrics_port=reader.get("WORKER_METRICS_PORT", _port_or_zero, None),
             log_format=reader.get("LOG_FORMAT", _choice("text", "json"), "text"),

@@ -15,14 +15,20 @@ from decimal import Decimal
 from typing import Any
 
 import peewee as pw
+from playhouse.pool import MaxConnectionsExceeded
 
 from core.domain import PROGRESS, Event, OrderStatus, TransactionType, format_money
 from core.errors import OrderNotFound, StoreUnavailable
-from core.models import Fund, IdempotencyKey, Order, OrderEvent, db, utcnow
+from core.models import IdempotencyKey, Order, OrderEvent, db, utcnow, write_txn
 from core.updates import Update
 
-#: Errors that mean "the database cannot be reached or is too busy": worth a retry.
-DB_DOWN_ERRORS: tuple[type[Exception], ...] = (pw.OperationalError, pw.InterfaceError)
+#: Errors that mean "the database cannot be reached or is too busy": worth a retry. A full
+#: connection pool (every connection stuck on a dead or locked database) is one of them.
+DB_DOWN_ERRORS: tuple[type[Exception], ...] = (
+    pw.OperationalError,
+    pw.InterfaceError,
+    MaxConnectionsExceeded,
+)
 
 
 @dataclass(frozen=True)
@@ -137,7 +143,7 @@ def create_order(
     if queued:
         steps.append(Step(Event.QUEUED, f"priority {priority}"))
     rows, updates = _apply(order, steps, now)
-    with db.atomic():
+    with write_txn():
         order.save(force_insert=True)
         if idempotency is not None:
             key, request_hash = idempotency
@@ -163,7 +169,7 @@ def transition(
     compare-and-set that makes duplicate deliveries and racing reapers no-ops.
     """
     now = utcnow()
-    with db.atomic():
+    with write_txn():
         query = Order.select().where(
             (Order.ref == ref) & (Order.status.in_([s.value for s in expect]))
         )
@@ -229,12 +235,13 @@ def latest_update(ref: str) -> Update:
     )
 
 
-def fund_nav(name: str) -> Decimal | None:
-    """The NAV of a fund, or None when there is no such fund."""
-    fund = Fund.get_or_none(Fund.name == name)
-    return None if fund is None else Decimal(fund.nav)
+def store_unavailable(exc: Exception, note: str = "retry later") -> StoreUnavailable:
+    """The domain error for a database error that a retry may cure.
 
-
-def store_unavailable(exc: Exception) -> StoreUnavailable:
-    """The domain error for a database error that a retry may cure."""
-    return StoreUnavailable(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+    The client gets a plain reason, never the driver's text (which may name hosts); the
+    caller logs the original.
+    """
+    text = str(exc).lower()
+    if "locked" in text or "busy" in text or isinstance(exc, MaxConnectionsExceeded):
+        return StoreUnavailable(f"busy with other writers; {note}")
+    return StoreUnavailable(f"cannot be reached; {note}")

@@ -69,7 +69,12 @@ class RunningServer:
 
 async def start(settings: Settings) -> RunningServer:
     """Open the database and Redis, then start serving on settings.host:settings.port."""
-    init_db(settings.database_url, settings.db_pool_size)
+    # A short lock wait: a client should hear UNAVAILABLE within seconds, not hang.
+    init_db(
+        settings.database_url,
+        settings.db_pool_size,
+        lock_timeout_s=settings.server_db_lock_timeout_s,
+    )
     with db.connection_context():
         sync_funds(load_funds(settings.funds_file))
     client = make_redis(settings.redis_url, settings.redis_timeout_s)

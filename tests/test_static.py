@@ -10,12 +10,16 @@ PACKAGES = ["core", "server", "worker", "fundhouse", "clients", "tests", "script
 
 
 def test_ruff_is_clean() -> None:
-    out = subprocess.run([str(BIN / "ruff"), "check", "--output-format", "concise", *PACKAGES],
-                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [str(BIN / "ruff"), "check", "--output-format", "concise", *PACKAGES],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert out.returncode == 0, out.stdout + out.stderr
 
 
 def test_mypy_strict_is_clean() -> None:
-    out = subprocess.run([str(BIN / "mypy")], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
+    out = subprocess.run([str(BIN / "mypy")], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr

@@ -28,6 +28,10 @@ class LeaseLost(Exception):
     """The order is no longer ours (the reaper recovered it after our lease expired)."""
 
 
+class _Stopping(Exception):
+    """Raised instead of a retry once the worker is stopping (not retried by tenacity)."""
+
+
 class Processor:
     """Runs process_one(ref) for one worker thread (its own third-party session)."""
 
@@ -87,7 +91,7 @@ class Processor:
                     extra={"ref": ref},
                 )
                 threading.Event().wait(delay)
-                delay = min(delay * 2, 5.0)
+                delay = min(delay * 2, 2.0)
         if updates is None:
             raise LeaseLost(ref)
         self._publish(updates)
@@ -157,6 +161,9 @@ class Processor:
         try:
             for attempt in retrying:
                 with attempt:
+                    if self.stop_event.is_set() and attempt.retry_state.attempt_number > 1:
+                        # The stop cut a backoff short: hand back instead of calling again.
+                        raise _Stopping
                     number = attempts_done + attempt.retry_state.attempt_number
                     try:
                         placement = self.third_party.place(order)
@@ -164,6 +171,9 @@ class Processor:
                         pending[:] = [_attempt_step(number, f"failed: {exc.reason}")]
                         logger.info("attempt %d failed: %s", number, exc.reason, extra={"ref": ref})
                         raise
+        except _Stopping:
+            self._release(ref, pending)
+            return
         except ThirdPartyRejected as exc:
             self._cancel(ref, pending, f"third party rejected the order: {exc.reason}")
             return
