@@ -89,3 +89,28 @@ def test_server_and_worker_metrics(make_stack, sqlite_url: str) -> None:
     server = scrape(server_port)
     assert value(server, "orders_queue_depth", priority="1") == 0
     assert value(server, "orders_queue_depth", priority="2") == 0
+
+
+def test_reaper_actions_are_counted(make_stack, sqlite_url: str) -> None:
+    stack: Stack = make_stack(sqlite_url)
+    stack.start_fundhouse()
+    stack.start_server()
+    stack.fundhouse_behaviour(latency_ms=3000)
+    fast = {"ORDER_LEASE_SECONDS": "1.5", "REAPER_INTERVAL_S": "0.3"}
+    doomed = stack.start_worker(**fast)
+    ref = place(stack).order_ref_no
+
+    def processing() -> bool:
+        reply = stack.stub.GetStatus(pb.GetStatusRequest(order_ref_no=ref), timeout=5)
+        return reply.order.status == pb.ORDER_STATUS_PROCESSING
+
+    wait_for(processing, 20, "the first worker to claim the order")
+    doomed.kill()  # kill -9 while the third-party call is in flight
+    stack.fundhouse_behaviour(latency_ms=0)
+    port = free_port()
+    stack.start_worker(WORKER_METRICS_PORT=str(port), **fast)
+    assert wait_terminal(stack, ref).status == pb.ORDER_STATUS_COMPLETED
+    samples = scrape(port)
+    assert value(samples, "orders_reaper_actions_total", action="recovered") == 1
+    assert value(samples, "orders_reaper_actions_total", action="cancelled") == 0
+    assert value(samples, "orders_worker_outcomes_total", outcome="completed") == 1
