@@ -9,7 +9,8 @@ OrderError
 ├── QueueFull(depth, limit)            backpressure
 ├── Unavailable
 │   ├── QueueUnavailable(reason)       Redis cannot be reached
-│   └── StoreUnavailable(reason)       the database cannot be reached
+│   ├── StoreUnavailable(reason)       the database cannot be reached
+│   └── ServerShuttingDown()           this server is stopping; try again (elsewhere)
 ├── Unauthenticated(reason)
 └── PermissionDenied(reason)
 """
@@ -76,6 +77,11 @@ class StoreUnavailable(Unavailable):
     def __init__(self, reason: str) -> None:
         super().__init__(f"database unavailable: {reason}")
         self.reason = reason
+
+
+class ServerShuttingDown(Unavailable):
+    def __init__(self) -> None:
+        super().__init__("server shutting down; watch again with after_sequence to resume")
 
 
 class Unauthenticated(OrderError):

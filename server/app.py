@@ -20,12 +20,14 @@ from core.models import close_db, db, init_db
 from core.redis_conn import make_redis
 from core.settings import Settings, SettingsError
 from server import metrics
+from server.auth import AuthInterceptor
 from server.handlers import SERVICE_NAME, generic_handler
 from server.health import HealthMonitor, ping_database, ping_redis
 from server.placement import OrderPlacer
 from server.reflection import enable_reflection
 from server.servicer import OrderService
 from server.tls import server_credentials
+from server.watch import UpdateHub
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +42,11 @@ SERVER_OPTIONS = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
+    # New calls wait in C-core's queue until the event loop requests them; past the default
+    # soft limit (1,000 waiting) some are cancelled. A burst of watchers (thousands reconnecting
+    # after a restart) overflowed it in testing; an accepted watch stream is cheap, so allow it.
+    ("grpc.server.max_pending_requests", 20_000),
+    ("grpc.server.max_pending_requests_hard_limit", 20_000),
 ]
 
 
@@ -51,6 +58,7 @@ class RunningServer:
     port: int
     health: HealthServicer
     executor: ThreadPoolExecutor
+    hub: UpdateHub
     monitor: HealthMonitor | None = None
     metrics: MetricsEndpoint | None = None
 
@@ -60,6 +68,9 @@ class RunningServer:
             await self.monitor.stop()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        # Watch streams never end by themselves: end them now (UNAVAILABLE, resume elsewhere)
+        # instead of holding the shutdown for the whole grace period.
+        await self.hub.close()
         await self.server.stop(grace)
         self.executor.shutdown(wait=True)
         if self.metrics is not None:
@@ -79,10 +90,17 @@ async def start(settings: Settings) -> RunningServer:
         sync_funds(load_funds(settings.funds_file))
     client = make_redis(settings.redis_url, settings.redis_timeout_s)
     executor = ThreadPoolExecutor(max_workers=settings.db_pool_size, thread_name_prefix="orders-db")
-    service = OrderService(OrderPlacer(client, settings.max_queue_depth), executor)
+    hub = UpdateHub(settings.redis_url, settings.redis_timeout_s)
+    service = OrderService(OrderPlacer(client, settings.max_queue_depth), executor, hub)
 
-    # The metrics interceptor comes first, so it sees every later interceptor's rejections.
-    server = grpc.aio.server(options=SERVER_OPTIONS, interceptors=[metrics.MetricsInterceptor()])
+    # The metrics interceptor comes first, so it sees the auth interceptor's rejections.
+    server = grpc.aio.server(
+        interceptors=[
+            metrics.MetricsInterceptor(),
+            AuthInterceptor(settings.admin_token, settings.api_tokens),
+        ],
+        options=SERVER_OPTIONS,
+    )
     server.add_generic_rpc_handlers((generic_handler(service),))
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -101,7 +119,9 @@ async def start(settings: Settings) -> RunningServer:
     endpoint = None
     if settings.metrics_port is not None:
         metrics.register_queue_depth(client)
+        metrics.set_watch_streams_source(lambda: hub.open_streams)
         endpoint = serve_metrics(settings.host, settings.metrics_port)
+    hub.start()
     await server.start()
     monitor = HealthMonitor(
         health, ("", SERVICE_NAME), {"redis": lambda: ping_redis(client), "database": ping_database}
@@ -111,7 +131,7 @@ async def start(settings: Settings) -> RunningServer:
     logger.info(
         "serving", extra={"host": settings.host, "port": port, "tls": credentials is not None}
     )
-    return RunningServer(server, port, health, executor, monitor, endpoint)
+    return RunningServer(server, port, health, executor, hub, monitor, endpoint)
 
 
 async def serve(settings: Settings) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from contextlib import aclosing
 from typing import Any
 
 import grpc
@@ -59,10 +60,17 @@ def _guard_stream(fn: Callable[..., Any]) -> Callable[..., Any]:
     async def handler(request: Any, context: grpc.aio.ServicerContext) -> Any:
         if isinstance(request, MalformedRequest):
             await _abort_malformed(context, request)
-        async for item in fn(request, context):
-            yield item
+        # aclosing: a cancelled stream closes the inner generator now, not at garbage collection.
+        async with aclosing(fn(request, context)) as items:
+            async for item in items:
+                yield item
 
     return handler
+
+
+def _serialize(message: Message | bytes) -> bytes:
+    # A streaming handler may yield bytes it serialized once for many streams (WatchOrder).
+    return message if isinstance(message, bytes) else message.SerializeToString()
 
 
 def generic_handler(service: object) -> grpc.GenericRpcHandler:
@@ -71,18 +79,17 @@ def generic_handler(service: object) -> grpc.GenericRpcHandler:
     # Built from the service descriptor, so an RPC added to the proto cannot be forgotten.
     for method in pb.DESCRIPTOR.services_by_name["OrderService"].methods:
         req = message_factory.GetMessageClass(method.input_type)
-        resp = message_factory.GetMessageClass(method.output_type)
         impl = getattr(service, method.name)
         if method.server_streaming:
             handlers[method.name] = grpc.unary_stream_rpc_method_handler(
                 _guard_stream(impl),
                 request_deserializer=_decoder(req),
-                response_serializer=resp.SerializeToString,
+                response_serializer=_serialize,
             )
         else:
             handlers[method.name] = grpc.unary_unary_rpc_method_handler(
                 _guard_unary(impl),
                 request_deserializer=_decoder(req),
-                response_serializer=resp.SerializeToString,
+                response_serializer=_serialize,
             )
     return grpc.method_handlers_generic_handler(SERVICE_NAME, handlers)

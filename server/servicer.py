@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import aclosing
 from typing import TypeVar
 
 import grpc
@@ -13,10 +14,12 @@ from orders.v1 import orders_pb2 as pb
 
 from core.domain import ACCEPTED_MESSAGE
 from server import queries
+from server.auth import current_caller
 from server.convert import fund_message, money, update_message
 from server.errors import map_errors
 from server.placement import OrderPlacer
-from server.validation import validate_place, validate_ref
+from server.validation import validate_after_sequence, validate_place, validate_ref
+from server.watch import Backlog, UpdateHub
 
 logger = logging.getLogger(__name__)
 
@@ -26,9 +29,10 @@ T = TypeVar("T")
 class OrderService:
     """The orders.v1.OrderService implementation."""
 
-    def __init__(self, placer: OrderPlacer, executor: ThreadPoolExecutor) -> None:
+    def __init__(self, placer: OrderPlacer, executor: ThreadPoolExecutor, hub: UpdateHub) -> None:
         self.placer = placer
         self.executor = executor
+        self.hub = hub
 
     async def _blocking(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -76,17 +80,37 @@ class OrderService:
 
     async def WatchOrder(  # noqa: N802
         self, request: pb.WatchOrderRequest, context: grpc.aio.ServicerContext
-    ) -> AsyncIterator[pb.WatchOrderResponse]:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "WatchOrder is not served yet")
-        yield pb.WatchOrderResponse()  # pragma: no cover - makes this an async generator
+    ) -> AsyncIterator[bytes]:
+        # Yields serialized WatchOrderResponse messages: a live update is serialized once
+        # by the hub for all its watchers (handlers.py passes bytes through).
+        async with map_errors(context):
+            ref = validate_ref(request.order_ref_no)
+            after = validate_after_sequence(
+                request.after_sequence if request.HasField("after_sequence") else None
+            )
+            async with aclosing(self.hub.stream(ref, after, self._backlog)) as messages:
+                async for data in messages:
+                    yield data
+
+    async def _backlog(self, ref: str, after: int | None) -> Backlog:
+        return await self._blocking(queries.watch_backlog, ref, after)
 
     async def QueueStats(  # noqa: N802
         self, request: pb.QueueStatsRequest, context: grpc.aio.ServicerContext
     ) -> pb.QueueStatsResponse:
-        await context.abort(grpc.StatusCode.UNIMPLEMENTED, "QueueStats is not served yet")
+        # Admin only: server/auth.py refuses every other caller before this runs.
+        async with map_errors(context):
+            counts = await self._blocking(queries.queue_counts, self.placer.redis)
+            return pb.QueueStatsResponse(
+                waiting=counts.waiting,
+                active=counts.active,
+                completed=counts.completed,
+                failed=counts.failed,
+                waiting_by_priority={str(p): n for p, n in counts.waiting_by_priority.items()},
+            )
         raise AssertionError("unreachable")
 
 
 def caller_of(context: grpc.aio.ServicerContext) -> str:
-    """The authenticated caller's name ("" while no tokens are configured)."""
-    return ""
+    """The authenticated caller's name ("" when anonymous): idempotency keys are scoped by it."""
+    return current_caller()

@@ -16,6 +16,7 @@ from orders.v1 import orders_pb2 as pb
 
 from core import keys, store
 from core.domain import Event, OrderStatus, TransactionType, new_order_ref, order_value
+from core.funds import list_funds
 from core.models import Order, OrderEvent, close_db, db, init_db, utcnow
 from tests.harness import Stack, wait_for
 
@@ -122,7 +123,7 @@ def make_order(
     """Write an order straight into the database (no push), in the state a test needs."""
     ref = new_order_ref()
     with db.connection_context():
-        nav = store.fund_nav(FUND)
+        nav = dict(list_funds()).get(FUND)
         assert nav is not None, "the fund catalog is loaded by starting a server first"
         store.create_order(
             ref=ref,

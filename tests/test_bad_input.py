@@ -150,11 +150,13 @@ def test_malformed_refs(make_stack, sqlite_url: str, ref: str) -> None:
 )
 def test_bytes_that_are_not_protobuf(make_stack, sqlite_url: str, payload: bytes) -> None:
     stack = make_stack(sqlite_url)
-    stack.start_server()
+    # QueueStats is admin only, and authentication comes before decoding: send the token.
+    stack.start_server(ADMIN_TOKEN="bad-input-admin")
+    admin = (("authorization", "Bearer bad-input-admin"),)
     for method in ("PlaceOrder", "GetStatus", "ListFunds", "QueueStats", "ListOrderEvents"):
         call = stack.channel.unary_unary(f"/orders.v1.OrderService/{method}")
         with pytest.raises(grpc.RpcError) as err:
-            call(payload, timeout=5)
+            call(payload, timeout=5, metadata=admin)
         assert err.value.code() == INVALID, (method, err.value.details())
         assert "request" in err.value.details()
     stream = stack.channel.unary_stream("/orders.v1.OrderService/WatchOrder")
