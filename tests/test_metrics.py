@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import urllib.request
 
 import grpc
@@ -14,6 +15,7 @@ from tests.test_order_path import place, wait_terminal
 
 PLACE = "orders.v1.OrderService/PlaceOrder"
 STATUS = "orders.v1.OrderService/GetStatus"
+WATCH = "orders.v1.OrderService/WatchOrder"
 
 
 def scrape(port: int) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -63,6 +65,16 @@ def test_server_and_worker_metrics(make_stack, sqlite_url: str) -> None:
         server, "orders_rpc_handled_total", method="grpc.health.v1.Health/Check", code="OK"
     )
 
+    # One WatchOrder stream open on the waiting BUY order, until it completes.
+    stream = stack.stub.WatchOrder(pb.WatchOrderRequest(order_ref_no=buy), timeout=60)
+    reader = threading.Thread(target=lambda: [None for _ in stream], daemon=True)
+    reader.start()
+    wait_for(
+        lambda: value(scrape(server_port), "orders_watch_streams_open") == 1,
+        10,
+        "orders_watch_streams_open to count the open stream",
+    )
+
     # The first call of each order fails once (503), so each is retried once.
     stack.fundhouse_behaviour(fail_first=1)
     stack.start_worker(WORKER_METRICS_PORT=str(worker_port))
@@ -86,7 +98,13 @@ def test_server_and_worker_metrics(make_stack, sqlite_url: str) -> None:
     assert value(worker, "orders_worker_orders_in_progress") == 0
     for action in ("recovered", "requeued", "cancelled"):
         assert value(worker, "orders_reaper_actions_total", action=action) == 0
-    server = scrape(server_port)
+    reader.join(10)
+    server = wait_for(
+        lambda: (s := scrape(server_port)) and value(s, "orders_watch_streams_open") == 0 and s,
+        10,
+        "the finished stream to be closed",
+    )
+    assert value(server, "orders_rpc_handled_total", method=WATCH, code="OK") == 1
     assert value(server, "orders_queue_depth", priority="1") == 0
     assert value(server, "orders_queue_depth", priority="2") == 0
 

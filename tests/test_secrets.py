@@ -13,7 +13,6 @@ from orders.v1 import orders_pb2 as pb
 
 from core.settings import Settings, SettingsError, redact_url
 from tests.harness import RedisServer, Stack, wait_for
-from tests.test_order_path import wait_terminal
 
 REDIS_PASSWORD = "redis-pw/Zq8:x@y"
 ADMIN_TOKEN = "admin-token-Hq3LqN5w"
@@ -28,6 +27,16 @@ SECRETS = [
     WRONG_TOKEN,
     WRONG_PASSWORD,
 ]
+
+
+def _wait_terminal(stack: Stack, ref: str) -> int:
+    def terminal() -> int | None:
+        reply = _call("GetStatus", pb.GetStatusRequest(order_ref_no=ref), CLIENT_TOKEN, stack)
+        assert isinstance(reply, pb.GetStatusResponse)
+        done = reply.order.status in (pb.ORDER_STATUS_COMPLETED, pb.ORDER_STATUS_CANCELLED)
+        return int(reply.order.status) if done else None
+
+    return wait_for(terminal, 30, f"order {ref} to be terminal")
 
 
 def _call(method: str, request: object, token: str, stack: Stack) -> object | None:
@@ -61,12 +70,12 @@ def test_json_logs_carry_refs_and_no_secrets(make_stack, tmp_path: Path, sqlite_
         placed = _call("PlaceOrder", good, CLIENT_TOKEN, stack)
         assert isinstance(placed, pb.PlaceOrderResponse), "PlaceOrder with a client token failed"
         done = placed.order_ref_no
-        assert wait_terminal(stack, done).status == pb.ORDER_STATUS_COMPLETED
+        assert _wait_terminal(stack, done) == pb.ORDER_STATUS_COMPLETED
         stack.fundhouse_behaviour(always_status=422)
         placed = _call("PlaceOrder", good, ADMIN_TOKEN, stack)
         assert isinstance(placed, pb.PlaceOrderResponse)
         failed = placed.order_ref_no
-        assert wait_terminal(stack, failed).status == pb.ORDER_STATUS_CANCELLED
+        assert _wait_terminal(stack, failed) == pb.ORDER_STATUS_CANCELLED
         # Calls that may be refused: a wrong token, QueueStats with a client token.
         _call("GetStatus", pb.GetStatusRequest(order_ref_no=done), WRONG_TOKEN, stack)
         _call("QueueStats", pb.QueueStatsRequest(), CLIENT_TOKEN, stack)
