@@ -132,3 +132,16 @@ def test_reaper_actions_are_counted(make_stack, sqlite_url: str) -> None:
     assert value(samples, "orders_reaper_actions_total", action="recovered") == 1
     assert value(samples, "orders_reaper_actions_total", action="cancelled") == 0
     assert value(samples, "orders_worker_outcomes_total", outcome="completed") == 1
+
+
+def test_auth_rejections_are_counted(make_stack, sqlite_url: str) -> None:
+    port = free_port()
+    stack: Stack = make_stack(sqlite_url, API_TOKENS="alice:alice-token-1234")
+    stack.start_server(METRICS_PORT=str(port))
+    with pytest.raises(grpc.RpcError) as err:
+        stack.stub.ListFunds(pb.ListFundsRequest(), timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    funds = "orders.v1.OrderService/ListFunds"
+    assert (
+        value(scrape(port), "orders_rpc_handled_total", method=funds, code="UNAUTHENTICATED") == 1
+    )
