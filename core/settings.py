@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode, urlsplit, urlunsplit
 
 DEFAULT_DATABASE_URL = "sqlite:///var/orders.db"
 DEFAULT_THIRD_PARTY_URL = "http://127.0.0.1:8081"
@@ -60,6 +60,20 @@ class Settings:
     tls_key_file: Path | None = None
     tls_client_ca_file: Path | None = None
     shutdown_grace_s: float = 10.0
+
+    def __repr__(self) -> str:
+        # A Settings may end up in a log line or a traceback: never with a secret in it.
+        shown = []
+        for name in self.__dataclass_fields__:
+            value = getattr(self, name)
+            if name in ("redis_url", "database_url"):
+                value = redact_url(value)
+            elif name == "admin_token" and value:
+                value = "<hidden>"
+            elif name == "api_tokens":
+                value = {caller: "<hidden>" for caller in value}
+            shown.append(f"{name}={value!r}")
+        return f"Settings({', '.join(shown)})"
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
@@ -123,9 +137,22 @@ class _Reader:
         try:
             return parse(raw.strip())
         except ValueError as exc:
-            shown = "<hidden>" if "TOKEN" in name or "PASSWORD" in name else repr(raw)
+            if "TOKEN" in name or "PASSWORD" in name:
+                shown = "<hidden>"
+            elif name.endswith("_URL"):
+                shown = repr(redact_url(raw))
+            else:
+                shown = repr(raw)
             self.problems.append(f"{name}={shown}: {exc}")
             return default
+
+
+#: REDIS_TLS_* variables and the redis-py connection arguments they become.
+REDIS_TLS_ARGS = {
+    "REDIS_TLS_CA_FILE": "ssl_ca_certs",
+    "REDIS_TLS_CERT_FILE": "ssl_certfile",
+    "REDIS_TLS_KEY_FILE": "ssl_keyfile",
+}
 
 
 def _redis_url(env: Mapping[str, str], reader: _Reader) -> str:
@@ -135,12 +162,52 @@ def _redis_url(env: Mapping[str, str], reader: _Reader) -> str:
             reader.problems.append(
                 "REDIS_URL=<hidden>: must start with redis://, rediss:// or unix://"
             )
+    else:
+        host = reader.get("REDIS_HOST", _nonempty, "127.0.0.1")
+        port = reader.get("REDIS_PORT", _int_range(1, 65535), 6379)
+        password = env.get("REDIS_PASSWORD", "")
+        auth = f":{quote(password, safe='')}@" if password else ""
+        url = f"redis://{auth}{host}:{port}/0"
+    return _with_redis_tls(url, env, reader)
+
+
+def _with_redis_tls(url: str, env: Mapping[str, str], reader: _Reader) -> str:
+    """Fold REDIS_TLS_* files into the URL's query, where redis-py's from_url reads them.
+
+    Every Redis client (sync or asyncio) is built from settings.redis_url alone, so carrying
+    the TLS files in the URL reaches them all without a second set of arguments.
+    """
+    tls = {
+        arg: str(path)
+        for name, arg in REDIS_TLS_ARGS.items()
+        if (path := reader.get(name, _existing_file, None)) is not None
+    }
+    if not tls:
         return url
-    host = reader.get("REDIS_HOST", _nonempty, "127.0.0.1")
-    port = reader.get("REDIS_PORT", _int_range(1, 65535), 6379)
-    password = env.get("REDIS_PASSWORD", "")
-    auth = f":{quote(password, safe='')}@" if password else ""
-    return f"redis://{auth}{host}:{port}/0"
+    if not url.startswith("rediss://"):
+        reader.problems.append(
+            "REDIS_TLS_CA_FILE/REDIS_TLS_CERT_FILE/REDIS_TLS_KEY_FILE need a rediss:// REDIS_URL"
+        )
+        return url
+    if ("ssl_certfile" in tls) != ("ssl_keyfile" in tls):
+        reader.problems.append("REDIS_TLS_CERT_FILE and REDIS_TLS_KEY_FILE must be set together")
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, urlencode(tls)) if q)
+    return urlunsplit(parts._replace(query=query))
+
+
+def redact_url(url: str) -> str:
+    """The URL with any password replaced by ***, for logs and error messages."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "<unparsable URL>"
+    if not password:
+        return url
+    netloc = parts.netloc.rpartition("@")
+    user = netloc[0].partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
 
 
 def _nonempty(raw: str) -> str:

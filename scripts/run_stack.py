@@ -145,9 +145,14 @@ def main() -> None:
             env["ADMIN_TOKEN"] = "dev-admin-" + secrets.token_hex(8)
         grpc_port = int(env.get("PORT") or 50051)
         env["PORT"] = str(grpc_port)
+        metrics_port = int(env.get("METRICS_PORT") or free_port(9464))
+        env["METRICS_PORT"] = str(metrics_port)
         server = spawn("server", [str(BIN / "orders-server")])
         wait_port(grpc_port, server, "orders-server")
-        spawn("worker", [str(BIN / "orders-worker")])
+        worker_metrics_port = int(env.get("WORKER_METRICS_PORT") or free_port(9465))
+        env["WORKER_METRICS_PORT"] = str(worker_metrics_port)
+        worker = spawn("worker", [str(BIN / "orders-worker")])
+        wait_port(worker_metrics_port, worker, "orders-worker metrics")
         gateway_port = int(env.get("GATEWAY_PORT") or free_port(8080))
         env["GATEWAY_PORT"] = str(gateway_port)
         env["ORDERS_ADDR"] = f"127.0.0.1:{grpc_port}"
@@ -159,6 +164,8 @@ def main() -> None:
             f"gateway   {rest} (REST, {rest}/openapi.json)",
             f"database  {env['DATABASE_URL'].split('@')[-1]}",
             "worker    1 process, WORKER_CONCURRENCY=" + env.get("WORKER_CONCURRENCY", "8"),
+            f"metrics   server http://127.0.0.1:{metrics_port}/metrics, "
+            f"worker http://127.0.0.1:{worker_metrics_port}/metrics",
             f"admin     ADMIN_TOKEN={env['ADMIN_TOKEN']} (development token)",
             "logs      var/*.log",
         ]
@@ -173,6 +180,8 @@ def main() -> None:
                     f"  .venv/bin/orderctl --addr {addr} place --fund 'Global Equity Fund' "
                     "--type BUY --quantity 100",
                     f"  .venv/bin/orderctl --addr {addr} status ORD...",
+                    f"  .venv/bin/orderctl --addr {addr} watch ORD...",
+                    f"  .venv/bin/orderctl --addr {addr} --token {env['ADMIN_TOKEN']} stats",
                     f'  .venv/bin/grpcurl -plaintext -d \'{{"fund_name": "Global Equity Fund", '
                     f'"transaction_type": "TRANSACTION_TYPE_BUY", "quantity": 100}}\' {addr} '
                     "orders.v1.OrderService/PlaceOrder",

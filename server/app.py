@@ -15,14 +15,18 @@ from grpc_health.v1._async import HealthServicer
 
 from core.funds import FundsFileError, load_funds, sync_funds
 from core.logs import setup_logging
+from core.metrics_http import MetricsEndpoint, serve_metrics
 from core.models import close_db, db, init_db
 from core.redis_conn import make_redis
 from core.settings import Settings, SettingsError
+from server import metrics
 from server.auth import AuthInterceptor
 from server.handlers import SERVICE_NAME, generic_handler
+from server.health import HealthMonitor, ping_database, ping_redis
 from server.placement import OrderPlacer
 from server.reflection import enable_reflection
 from server.servicer import OrderService
+from server.tls import server_credentials
 from server.watch import UpdateHub
 
 logger = logging.getLogger(__name__)
@@ -55,9 +59,13 @@ class RunningServer:
     health: HealthServicer
     executor: ThreadPoolExecutor
     hub: UpdateHub
+    monitor: HealthMonitor | None = None
+    metrics: MetricsEndpoint | None = None
 
     async def stop(self, grace: float) -> None:
         """Refuse new RPCs, let in-flight ones finish within grace, then close everything."""
+        if self.monitor is not None:
+            await self.monitor.stop()
         for name in ("", SERVICE_NAME):
             await self.health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
         # Watch streams never end by themselves: end them now (UNAVAILABLE, resume elsewhere)
@@ -65,6 +73,8 @@ class RunningServer:
         await self.hub.close()
         await self.server.stop(grace)
         self.executor.shutdown(wait=True)
+        if self.metrics is not None:
+            self.metrics.stop()
         close_db()
 
 
@@ -83,8 +93,12 @@ async def start(settings: Settings) -> RunningServer:
     hub = UpdateHub(settings.redis_url, settings.redis_timeout_s)
     service = OrderService(OrderPlacer(client, settings.max_queue_depth), executor, hub)
 
+    # The metrics interceptor comes first, so it sees the auth interceptor's rejections.
     server = grpc.aio.server(
-        interceptors=[AuthInterceptor(settings.admin_token, settings.api_tokens)],
+        interceptors=[
+            metrics.MetricsInterceptor(),
+            AuthInterceptor(settings.admin_token, settings.api_tokens),
+        ],
         options=SERVER_OPTIONS,
     )
     server.add_generic_rpc_handlers((generic_handler(service),))
@@ -95,15 +109,29 @@ async def start(settings: Settings) -> RunningServer:
     )
 
     address = f"{settings.host}:{settings.port}"
-    port = server.add_insecure_port(address)
+    credentials = server_credentials(settings)
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     if port == 0:
         raise RuntimeError(f"could not bind {address}")
+    endpoint = None
+    if settings.metrics_port is not None:
+        metrics.register_queue_depth(client)
+        metrics.set_watch_streams_source(lambda: hub.open_streams)
+        endpoint = serve_metrics(settings.host, settings.metrics_port)
     hub.start()
     await server.start()
-    for name in ("", SERVICE_NAME):
-        await health.set(name, health_pb2.HealthCheckResponse.SERVING)
-    logger.info("serving", extra={"host": settings.host, "port": port})
-    return RunningServer(server, port, health, executor, hub)
+    monitor = HealthMonitor(
+        health, ("", SERVICE_NAME), {"redis": lambda: ping_redis(client), "database": ping_database}
+    )
+    await monitor.check_once()
+    monitor.start()
+    logger.info(
+        "serving", extra={"host": settings.host, "port": port, "tls": credentials is not None}
+    )
+    return RunningServer(server, port, health, executor, hub, monitor, endpoint)
 
 
 async def serve(settings: Settings) -> None:

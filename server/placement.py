@@ -21,6 +21,7 @@ from core.funds import list_funds
 from core.models import IdempotencyKey, Order, db, write_txn
 from core.redis_conn import REDIS_DOWN_ERRORS, Reconnect
 from core.updates import Update, publish
+from server import metrics
 from server.validation import PlaceCommand
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,7 @@ class OrderPlacer:
             },
         )
         self._dispatch(ref, priority, updates, queue_up)
+        metrics.ORDERS_PLACED.labels(cmd.transaction_type.value).inc()
         return Placed(ref, value)
 
     def _replay(self, caller: str, key: str, fingerprint: str) -> Placed | None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import grpc
 import redis
@@ -49,10 +50,24 @@ def wait_for(predicate: Callable[[], T], timeout: float, what: str, interval: fl
     raise AssertionError(f"timed out after {timeout}s waiting for {what}{detail}")
 
 
-class RedisServer:
-    """A redis-server of the tests' own on a free port; never the shared one on 6379."""
+@dataclass(frozen=True)
+class RedisTLS:
+    """Files for a TLS-only redis-server that also asks clients for a certificate."""
 
-    def __init__(self, workdir: Path) -> None:
+    cert: Path
+    key: Path
+    ca: Path
+
+
+class RedisServer:
+    """A redis-server of the tests' own on a free port; never the shared one on 6379.
+
+    With `password` it runs with --requirepass; with `tls` it listens with TLS only.
+    """
+
+    def __init__(
+        self, workdir: Path, password: str | None = None, tls: RedisTLS | None = None
+    ) -> None:
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError(
@@ -61,14 +76,51 @@ class RedisServer:
         self.binary = binary
         self.workdir = workdir
         self.port = free_port()
+        self.password = password
+        self.tls = tls
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        """The URL without TLS files (clients add them, e.g. through REDIS_TLS_CA_FILE)."""
+        auth = f":{quote(self.password, safe='')}@" if self.password else ""
+        return f"{'rediss' if self.tls else 'redis'}://{auth}127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
-        return redis.Redis(port=self.port, decode_responses=True, socket_timeout=5)
+        tls: dict[str, Any] = {}
+        if self.tls is not None:
+            tls = {
+                "ssl": True,
+                "ssl_ca_certs": str(self.tls.ca),
+                "ssl_certfile": str(self.tls.cert),
+                "ssl_keyfile": str(self.tls.key),
+            }
+        return redis.Redis(
+            port=self.port,
+            password=self.password,
+            decode_responses=True,
+            socket_timeout=5,
+            **tls,
+        )
+
+    def _args(self) -> list[str]:
+        args = ["--requirepass", self.password] if self.password else []
+        if self.tls is not None:
+            args += [
+                "--port",
+                "0",
+                "--tls-port",
+                str(self.port),
+                "--tls-cert-file",
+                str(self.tls.cert),
+                "--tls-key-file",
+                str(self.tls.key),
+                "--tls-ca-cert-file",
+                str(self.tls.ca),
+                "--tls-auth-clients",
+                "yes",
+            ]
+        return args
 
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -85,6 +137,7 @@ class RedisServer:
                 "no",
                 "--dir",
                 str(self.workdir),
+                *self._args(),
             ],
             stdout=(self.workdir / "redis.log").open("ab"),
             stderr=subprocess.STDOUT,
@@ -148,6 +201,8 @@ class Stack:
     services: list[Service] = field(default_factory=list)
     server_port: int | None = None
     fundhouse_port: int | None = None
+    #: Set for a server started with TLS_CERT_FILE: the test's channels use TLS.
+    credentials: grpc.ChannelCredentials | None = None
     _channel: grpc.Channel | None = None
 
     def env(self, **overrides: str) -> dict[str, str]:
@@ -190,14 +245,15 @@ class Stack:
         wait_for(lambda: self.fundhouse_get("/healthz")["ok"], 15, "fundhouse to listen")
         return service
 
-    def start_server(self, **env: str) -> Service:
-        self.server_port = free_port()
+    def start_server(self, port: int | None = None, **env: str) -> Service:
+        """Start orders-server (on `port`, e.g. the previous one's to restart it)."""
+        self.server_port = port or free_port()
         service = self._spawn(
             "server", [str(BIN / "orders-server")], self.env(PORT=str(self.server_port), **env)
         )
         service.port = self.server_port
         self._channel = None
-        wait_for(lambda: self._serving(service), 30, "orders-server to serve")
+        wait_for(lambda: self._answering(service), 30, "orders-server to answer health checks")
         return service
 
     def start_worker(self, **env: str) -> Service:
@@ -216,12 +272,21 @@ class Stack:
         self.start_worker(**worker_env)
         return self
 
-    def _serving(self, service: Service) -> bool:
+    def _answering(self, service: Service) -> bool:
+        # Up = answering; SERVING also needs Redis and the database, which a test may have
+        # taken away on purpose.
         if not service.alive():
             raise AssertionError(f"{service.name} exited:\n{service.log_text()}")
+        return self.health() is not None
+
+    def health(self, name: str = "") -> int | None:
+        """The server's grpc.health.v1 status for `name` (None if it does not answer)."""
         stub = health_pb2_grpc.HealthStub(self.channel)
-        reply = stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=1)
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+        try:
+            reply = stub.Check(health_pb2.HealthCheckRequest(service=name), timeout=1)
+        except grpc.RpcError:
+            return None
+        return int(reply.status)
 
     @property
     def address(self) -> str:
@@ -231,7 +296,10 @@ class Stack:
     @property
     def channel(self) -> grpc.Channel:
         if self._channel is None:
-            self._channel = grpc.insecure_channel(self.address)
+            if self.credentials is None:
+                self._channel = grpc.insecure_channel(self.address)
+            else:
+                self._channel = grpc.secure_channel(self.address, self.credentials)
         return self._channel
 
     @property

@@ -17,9 +17,11 @@ import redis
 from core import keys, store
 from core.domain import OrderStatus
 from core.logs import setup_logging
+from core.metrics_http import serve_metrics
 from core.models import Order, close_db, db, init_db, utcnow
 from core.redis_conn import REDIS_DOWN_ERRORS, Reconnect, make_redis
 from core.settings import Settings, SettingsError
+from worker import metrics
 from worker.processor import Processor
 from worker.reaper import Reaper
 from worker.thirdparty import ThirdPartyClient
@@ -212,7 +214,11 @@ def main() -> None:
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    worker = Worker(settings)
+    if settings.worker_metrics_port is not None:
+        metrics.set_in_progress_source(lambda: len(worker.held))
+        serve_metrics(settings.host, settings.worker_metrics_port)
     try:
-        Worker(settings).run(stop)
+        worker.run(stop)
     finally:
         close_db()

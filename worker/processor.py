@@ -17,6 +17,7 @@ from core.models import db, utcnow
 from core.redis_conn import REDIS_DOWN_ERRORS
 from core.settings import Settings
 from core.updates import Update, publish
+from worker import metrics
 from worker.retry import build_retrying
 from worker.thirdparty import Placement, ThirdPartyClient, ThirdPartyError, ThirdPartyRejected
 
@@ -143,6 +144,7 @@ class Processor:
 
         def before_sleep(state: RetryCallState) -> None:
             delay = state.next_action.sleep if state.next_action else 0.0
+            metrics.RETRIES.inc()
             self._write(
                 ref, [*pending, store.Step(Event.RETRY_SCHEDULED, f"retry in {delay:.2f}s")]
             )
@@ -202,6 +204,7 @@ class Processor:
                 ),
             ],
         )
+        metrics.OUTCOMES.labels("completed").inc()
         logger.info(
             "order completed",
             extra={"ref": ref, "attempts": number, "confirmation": placement.confirmation_id},
@@ -225,6 +228,7 @@ class Processor:
                 ),
             ],
         )
+        metrics.OUTCOMES.labels("cancelled").inc()
         logger.warning("order cancelled: %s", reason, extra={"ref": ref})
 
     def _release(self, ref: str, pending: list[store.Step]) -> None:
@@ -251,6 +255,7 @@ class Processor:
         except REDIS_DOWN_ERRORS as exc:
             # The order is PENDING in the database: the reaper re-queues it.
             logger.error("could not hand back to the queue: %s", exc, extra={"ref": ref})
+        metrics.OUTCOMES.labels("released").inc()
         logger.info("order handed back", extra={"ref": ref})
 
 

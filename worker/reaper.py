@@ -31,6 +31,7 @@ from core.models import Order, db, utcnow
 from core.redis_conn import REDIS_DOWN_ERRORS, Reconnect
 from core.settings import Settings
 from core.updates import Update, publish
+from worker import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +91,8 @@ class Reaper:
             if self.reconnect.ready():
                 self._requeue_lost(result)
                 self.reconnect.succeeded()
+        for action in ("recovered", "cancelled", "requeued"):
+            metrics.REAPER_ACTIONS.labels(action).inc(getattr(result, action))
         if result.recovered or result.cancelled or result.requeued:
             logger.info(
                 "reaper sweep: %d recovered, %d cancelled, %d requeued",

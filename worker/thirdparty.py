@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import requests
+
+from worker import metrics
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +79,19 @@ class ThirdPartyClient:
 
     def place(self, order: dict[str, Any]) -> Placement:
         """POST the order with Idempotency-Key = its ref; raise a ThirdPartyError if not placed."""
+        started, result = time.perf_counter(), "unavailable"
+        try:
+            placement = self._post(order)
+            result = "placed"
+            return placement
+        except ThirdPartyRejected:
+            result = "rejected"
+            raise
+        finally:
+            metrics.THIRD_PARTY_ATTEMPTS.labels(result).inc()
+            metrics.THIRD_PARTY_DURATION.labels(result).observe(time.perf_counter() - started)
+
+    def _post(self, order: dict[str, Any]) -> Placement:
         ref = order["order_ref_no"]
         try:
             response = self.session.post(
