@@ -64,6 +64,10 @@ class RunningServer:
 
     async def stop(self, grace: float) -> None:
         """Refuse new RPCs, let in-flight ones finish within grace, then close everything."""
+        # Stop listening first, so that a client connecting from now on is refused
+        # (UNAVAILABLE) rather than accepted and then cancelled by the shutdown.
+        stopping = asyncio.ensure_future(self.server.stop(grace))
+        await asyncio.sleep(0)
         if self.monitor is not None:
             await self.monitor.stop()
         for name in ("", SERVICE_NAME):
@@ -71,7 +75,7 @@ class RunningServer:
         # Watch streams never end by themselves: end them now (UNAVAILABLE, resume elsewhere)
         # instead of holding the shutdown for the whole grace period.
         await self.hub.close()
-        await self.server.stop(grace)
+        await stopping
         self.executor.shutdown(wait=True)
         if self.metrics is not None:
             self.metrics.stop()
