@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parent.parent
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -21,9 +22,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 30) -> None:
+def wait_port(port: int, timeout: float = 30, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{proc.args!r} exited with {proc.returncode} before listening")
         with socket.socket() as sock:
             if sock.connect_ex(("127.0.0.1", port)) == 0:
                 return
@@ -55,8 +58,10 @@ class Procs:
     def spawn(self, name: str, argv: list[str], **env: str) -> subprocess.Popen[bytes]:
         self.workdir.mkdir(parents=True, exist_ok=True)
         log = (self.workdir / f"{name}.log").open("ab")
+        # PYTHONPATH: `python -m bench.x` must find the repository from the scratch folder.
+        full_env = {**self.env, "PYTHONPATH": str(ROOT), **env}
         proc = subprocess.Popen(
-            argv, env={**self.env, **env}, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
+            argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=self.workdir
         )
         self.running[name] = proc
         return proc

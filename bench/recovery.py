@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import sqlite3
 import time
+import urllib.request
 from typing import TYPE_CHECKING, Any
 
 from bench.procs import BIN
@@ -23,6 +25,17 @@ def _processing(url: str) -> int:
         )
 
 
+def set_latency(base_url: str, latency_ms: float) -> None:
+    request = urllib.request.Request(
+        f"{base_url}/_admin/behaviour",
+        data=json.dumps({"latency_ms": latency_ms}).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5):
+        pass
+
+
 def one(bench: Bench) -> dict[str, Any]:
     from bench.run import PY, run_json
 
@@ -37,7 +50,7 @@ def one(bench: Bench) -> dict[str, Any]:
             PENDING_GRACE_SECONDS="5",
         )
         try:
-            bench.start_fundhouse(procs, 1000)
+            fundhouse = bench.start_fundhouse(procs, 3000)
             addr = bench.start_servers(procs)
             bench.start_workers(procs, 1, concurrency=HELD)
             run_json(
@@ -59,12 +72,14 @@ def one(bench: Bench) -> dict[str, Any]:
                 if time.monotonic() > deadline:
                     raise RuntimeError("orders never all PROCESSING")
                 time.sleep(0.01)
-            procs.spawn("rescuer", [str(BIN / "orders-worker")], WORKER_CONCURRENCY="8")
-            time.sleep(1.5)  # the rescuer is up and its reaper running before the kill
+            # Every order is now held mid-call (3 s third party): kill its worker, then a
+            # fresh worker comes up and its reaper takes over once the leases expire.
             killed = time.monotonic()
             procs.stop("worker0", signal.SIGKILL)
+            set_latency(fundhouse, 0)
+            procs.spawn("rescuer", [str(BIN / "orders-worker")], WORKER_CONCURRENCY="8")
             done = bench.wait_terminal(url, HELD, timeout=120)
-            return {"recovery_s": done - killed, "lease_s": LEASE_S, "third_party_latency_s": 1.0}
+            return {"recovery_s": done - killed, "lease_s": LEASE_S, "held_orders": HELD}
         finally:
             procs.stop_all()
 

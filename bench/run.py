@@ -209,8 +209,8 @@ def summarise(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
 def row_ceilings(bench: Bench, concurrencies: list[int]) -> dict[str, Any]:
     procs = Procs(bench.workdir / "empty", dict(os.environ))
     port = free_port()
-    procs.spawn("empty", [PY, "-m", "bench.empty_server", "--port", str(port)])
-    wait_port(port)
+    empty = procs.spawn("empty", [PY, "-m", "bench.empty_server", "--port", str(port)])
+    wait_port(port, proc=empty)
     out: dict[str, Any] = {"empty_rpc": {}}
     try:
         for c in concurrencies:

@@ -132,6 +132,10 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
+#: Advisory lock key that serialises schema creation on PostgreSQL ("orders" in ASCII).
+SCHEMA_LOCK_KEY = 0x6F7264657273
+
+
 def make_database(
     url: str, pool_size: int = 16, lock_timeout_s: float = DEFAULT_LOCK_TIMEOUT_S
 ) -> pw.Database:
@@ -185,7 +189,14 @@ def init_db(
     database = make_database(url, pool_size, lock_timeout_s)
     db.initialize(database)
     if create:
-        with database.connection_context():
+        with database.connection_context(), database.atomic():
+            if not isinstance(database, pw.SqliteDatabase):
+                # Server and workers start together on a fresh database: CREATE TABLE IF NOT
+                # EXISTS races in PostgreSQL's catalog, so creators take turns (SQLite's
+                # IMMEDIATE transaction already does the same).
+                database.execute_sql(  # type: ignore[no-untyped-call]
+                    "SELECT pg_advisory_xact_lock(%s)", (SCHEMA_LOCK_KEY,)
+                )
             database.create_tables(MODELS, safe=True)
     return database
 
