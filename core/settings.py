@@ -3,16 +3,24 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
 from urllib.parse import quote, urlencode, urlsplit, urlunsplit
+
+from core.envparse import (
+    EnvReader,
+    choice,
+    int_range,
+    nonempty,
+    nonneg_float,
+    port_or_zero,
+    positive_float,
+    redact_url,
+)
 
 DEFAULT_DATABASE_URL = "sqlite:///var/orders.db"
 DEFAULT_THIRD_PARTY_URL = "http://127.0.0.1:8081"
-
-T = TypeVar("T")
 
 
 class SettingsError(ValueError):
@@ -79,40 +87,40 @@ class Settings:
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Read and validate every variable; raise SettingsError naming each bad one."""
         env = os.environ if environ is None else environ
-        reader = _Reader(env)
+        reader = EnvReader(env)
         settings = cls(
             redis_url=_redis_url(env, reader),
             database_url=reader.get("DATABASE_URL", _database_url, DEFAULT_DATABASE_URL),
-            host=reader.get("HOST", _nonempty, "127.0.0.1"),
-            port=reader.get("PORT", _port_or_zero, 50051),
+            host=reader.get("HOST", nonempty, "127.0.0.1"),
+            port=reader.get("PORT", port_or_zero, 50051),
             third_party_url=reader.get("THIRD_PARTY_URL", _http_url, DEFAULT_THIRD_PARTY_URL),
             funds_file=reader.get("FUNDS_FILE", _existing_file, None),
-            worker_concurrency=reader.get("WORKER_CONCURRENCY", _int_range(1, 256), 8),
-            third_party_timeout_s=reader.get("THIRD_PARTY_TIMEOUT_S", _positive_float, 5.0),
-            third_party_max_attempts=reader.get("THIRD_PARTY_MAX_ATTEMPTS", _int_range(1, 100), 5),
-            retry_base_delay_s=reader.get("RETRY_BASE_DELAY_S", _nonneg_float, 0.2),
-            retry_max_delay_s=reader.get("RETRY_MAX_DELAY_S", _nonneg_float, 10.0),
+            worker_concurrency=reader.get("WORKER_CONCURRENCY", int_range(1, 256), 8),
+            third_party_timeout_s=reader.get("THIRD_PARTY_TIMEOUT_S", positive_float, 5.0),
+            third_party_max_attempts=reader.get("THIRD_PARTY_MAX_ATTEMPTS", int_range(1, 100), 5),
+            retry_base_delay_s=reader.get("RETRY_BASE_DELAY_S", nonneg_float, 0.2),
+            retry_max_delay_s=reader.get("RETRY_MAX_DELAY_S", nonneg_float, 10.0),
             admin_token=reader.get("ADMIN_TOKEN", _token, None),
             api_tokens=reader.get("API_TOKENS", _api_tokens, {}),
-            order_lease_seconds=reader.get("ORDER_LEASE_SECONDS", _positive_float, 30.0),
-            max_recoveries=reader.get("MAX_RECOVERIES", _int_range(0, 1000), 3),
-            max_queue_depth=reader.get("MAX_QUEUE_DEPTH", _int_range(1, 10**9), 100_000),
-            reaper_interval_s=reader.get("REAPER_INTERVAL_S", _positive_float, 2.0),
-            pending_grace_s=reader.get("PENDING_GRACE_SECONDS", _positive_float, 30.0),
-            redis_timeout_s=reader.get("REDIS_TIMEOUT_S", _positive_float, 1.0),
-            db_pool_size=reader.get("DB_POOL_SIZE", _int_range(1, 1000), 16),
-            db_lock_timeout_s=reader.get("DB_LOCK_TIMEOUT_S", _positive_float, 30.0),
-            server_db_lock_timeout_s=reader.get("SERVER_DB_LOCK_TIMEOUT_S", _positive_float, 3.0),
-            metrics_port=reader.get("METRICS_PORT", _port_or_zero, None),
-            worker_metrics_port=reader.get("WORKER_METRICS_PORT", _port_or_zero, None),
-            log_format=reader.get("LOG_FORMAT", _choice("text", "json"), "text"),
+            order_lease_seconds=reader.get("ORDER_LEASE_SECONDS", positive_float, 30.0),
+            max_recoveries=reader.get("MAX_RECOVERIES", int_range(0, 1000), 3),
+            max_queue_depth=reader.get("MAX_QUEUE_DEPTH", int_range(1, 10**9), 100_000),
+            reaper_interval_s=reader.get("REAPER_INTERVAL_S", positive_float, 2.0),
+            pending_grace_s=reader.get("PENDING_GRACE_SECONDS", positive_float, 30.0),
+            redis_timeout_s=reader.get("REDIS_TIMEOUT_S", positive_float, 1.0),
+            db_pool_size=reader.get("DB_POOL_SIZE", int_range(1, 1000), 16),
+            db_lock_timeout_s=reader.get("DB_LOCK_TIMEOUT_S", positive_float, 30.0),
+            server_db_lock_timeout_s=reader.get("SERVER_DB_LOCK_TIMEOUT_S", positive_float, 3.0),
+            metrics_port=reader.get("METRICS_PORT", port_or_zero, None),
+            worker_metrics_port=reader.get("WORKER_METRICS_PORT", port_or_zero, None),
+            log_format=reader.get("LOG_FORMAT", choice("text", "json"), "text"),
             log_level=reader.get(
-                "LOG_LEVEL", _choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True), "INFO"
+                "LOG_LEVEL", choice("DEBUG", "INFO", "WARNING", "ERROR", upper=True), "INFO"
             ),
             tls_cert_file=reader.get("TLS_CERT_FILE", _existing_file, None),
             tls_key_file=reader.get("TLS_KEY_FILE", _existing_file, None),
             tls_client_ca_file=reader.get("TLS_CLIENT_CA_FILE", _existing_file, None),
-            shutdown_grace_s=reader.get("SHUTDOWN_GRACE_S", _nonneg_float, 10.0),
+            shutdown_grace_s=reader.get("SHUTDOWN_GRACE_S", nonneg_float, 10.0),
         )
         if (settings.tls_cert_file is None) != (settings.tls_key_file is None):
             reader.problems.append("TLS_CERT_FILE and TLS_KEY_FILE must be set together")
@@ -123,30 +131,6 @@ class Settings:
         return settings
 
 
-class _Reader:
-    """Collects every problem instead of stopping at the first one."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def get(self, name: str, parse: Callable[[str], T], default: T) -> T:
-        raw = self.env.get(name)
-        if raw is None or raw.strip() == "":
-            return default
-        try:
-            return parse(raw.strip())
-        except ValueError as exc:
-            if "TOKEN" in name or "PASSWORD" in name:
-                shown = "<hidden>"
-            elif name.endswith("_URL"):
-                shown = repr(redact_url(raw))
-            else:
-                shown = repr(raw)
-            self.problems.append(f"{name}={shown}: {exc}")
-            return default
-
-
 #: REDIS_TLS_* variables and the redis-py connection arguments they become.
 REDIS_TLS_ARGS = {
     "REDIS_TLS_CA_FILE": "ssl_ca_certs",
@@ -155,7 +139,7 @@ REDIS_TLS_ARGS = {
 }
 
 
-def _redis_url(env: Mapping[str, str], reader: _Reader) -> str:
+def _redis_url(env: Mapping[str, str], reader: EnvReader) -> str:
     url = env.get("REDIS_URL", "").strip()
     if url:
         if not url.startswith(("redis://", "rediss://", "unix://")):
@@ -163,15 +147,15 @@ def _redis_url(env: Mapping[str, str], reader: _Reader) -> str:
                 "REDIS_URL=<hidden>: must start with redis://, rediss:// or unix://"
             )
     else:
-        host = reader.get("REDIS_HOST", _nonempty, "127.0.0.1")
-        port = reader.get("REDIS_PORT", _int_range(1, 65535), 6379)
+        host = reader.get("REDIS_HOST", nonempty, "127.0.0.1")
+        port = reader.get("REDIS_PORT", int_range(1, 65535), 6379)
         password = env.get("REDIS_PASSWORD", "")
         auth = f":{quote(password, safe='')}@" if password else ""
         url = f"redis://{auth}{host}:{port}/0"
     return _with_redis_tls(url, env, reader)
 
 
-def _with_redis_tls(url: str, env: Mapping[str, str], reader: _Reader) -> str:
+def _with_redis_tls(url: str, env: Mapping[str, str], reader: EnvReader) -> str:
     """Fold REDIS_TLS_* files into the URL's query, where redis-py's from_url reads them.
 
     Every Redis client (sync or asyncio) is built from settings.redis_url alone, so carrying
@@ -194,66 +178,6 @@ def _with_redis_tls(url: str, env: Mapping[str, str], reader: _Reader) -> str:
     parts = urlsplit(url)
     query = "&".join(q for q in (parts.query, urlencode(tls)) if q)
     return urlunsplit(parts._replace(query=query))
-
-
-def redact_url(url: str) -> str:
-    """The URL with any password replaced by ***, for logs and error messages."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:
-        return "<unparsable URL>"
-    if not password:
-        return url
-    netloc = parts.netloc.rpartition("@")
-    user = netloc[0].partition(":")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc[2]}"))
-
-
-def _nonempty(raw: str) -> str:
-    if not raw:
-        raise ValueError("must not be empty")
-    return raw
-
-
-def _int_range(low: int, high: int) -> Callable[[str], int]:
-    def parse(raw: str) -> int:
-        try:
-            value = int(raw)
-        except ValueError:
-            raise ValueError(f"must be a whole number from {low} to {high}") from None
-        if not low <= value <= high:
-            raise ValueError(f"must be from {low} to {high}")
-        return value
-
-    return parse
-
-
-_port_or_zero = _int_range(0, 65535)
-
-
-def _float(raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ValueError("must be a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise ValueError("must be a finite number")
-    return value
-
-
-def _positive_float(raw: str) -> float:
-    value = _float(raw)
-    if value <= 0:
-        raise ValueError("must be greater than 0")
-    return value
-
-
-def _nonneg_float(raw: str) -> float:
-    value = _float(raw)
-    if value < 0:
-        raise ValueError("must not be negative")
-    return value
 
 
 def _http_url(raw: str) -> str:
@@ -289,13 +213,3 @@ def _api_tokens(raw: str) -> dict[str, str]:
             raise ValueError("must be name:token[,name:token...]")
         tokens[name] = _token(token)
     return tokens
-
-
-def _choice(*allowed: str, upper: bool = False) -> Callable[[str], str]:
-    def parse(raw: str) -> str:
-        value = raw.upper() if upper else raw.lower()
-        if value not in allowed:
-            raise ValueError(f"must be one of {', '.join(allowed)}")
-        return value
-
-    return parse
