@@ -16,7 +16,7 @@ WATCHER_PROCESSES = 2
 
 
 def one(bench: Bench, streams: int) -> dict[str, Any]:
-    from bench.run import PY, ROOT, run_json
+    from bench.run import PY, ROOT, loadgen
 
     orders = max(10, streams // 10)
     with bench.database("sqlite") as url:
@@ -28,21 +28,7 @@ def one(bench: Bench, streams: int) -> dict[str, Any]:
             addr = bench.start_servers(procs)
             server_pid = procs.running["server0"].pid
             rss_before = rss_mib(server_pid)
-            placed = run_json(
-                [
-                    PY,
-                    "-m",
-                    "bench.loadgen",
-                    "place",
-                    "--addr",
-                    addr,
-                    "--concurrency",
-                    "32",
-                    "--count",
-                    str(orders),
-                    "--keep-refs",
-                ]
-            )
+            placed = loadgen("place", addr, concurrency=32, count=orders, keep_refs=True)
             refs_file = procs.workdir / "refs.txt"
             refs_file.write_text("\n".join(placed["refs"]) + "\n")
             watchers = [

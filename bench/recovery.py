@@ -37,7 +37,7 @@ def set_latency(base_url: str, latency_ms: float) -> None:
 
 
 def one(bench: Bench) -> dict[str, Any]:
-    from bench.run import PY, run_json
+    from bench.run import loadgen
 
     with bench.database("sqlite") as url:
         assert url is not None
@@ -53,20 +53,7 @@ def one(bench: Bench) -> dict[str, Any]:
             fundhouse = bench.start_fundhouse(procs, 3000)
             addr = bench.start_servers(procs)
             bench.start_workers(procs, 1, concurrency=HELD)
-            run_json(
-                [
-                    PY,
-                    "-m",
-                    "bench.loadgen",
-                    "place",
-                    "--addr",
-                    addr,
-                    "--concurrency",
-                    str(HELD),
-                    "--count",
-                    str(HELD),
-                ]
-            )
+            loadgen("place", addr, concurrency=HELD, count=HELD)
             deadline = time.monotonic() + 30
             while _processing(url) < HELD:
                 if time.monotonic() > deadline:

@@ -47,6 +47,38 @@ def run_json(argv: list[str], timeout: float = 600) -> Any:
     return json.loads(out.stdout)
 
 
+def loadgen(
+    mode: str,
+    addr: str,
+    *,
+    concurrency: int,
+    duration: float | None = None,
+    count: int | None = None,
+    channels: int = 1,
+    keep_refs: bool = False,
+) -> Any:
+    """Run bench/loadgen.py in its own process and return its JSON result."""
+    argv = [
+        PY,
+        "-m",
+        "bench.loadgen",
+        mode,
+        "--addr",
+        addr,
+        "--concurrency",
+        str(concurrency),
+        "--channels",
+        str(channels),
+    ]
+    if duration is not None:
+        argv += ["--duration", str(duration)]
+    if count is not None:
+        argv += ["--count", str(count)]
+    if keep_refs:
+        argv.append("--keep-refs")
+    return run_json(argv)
+
+
 class Bench:
     """One benchmark session: a private Redis and scratch directory for every row."""
 
@@ -217,20 +249,7 @@ def row_ceilings(bench: Bench, concurrencies: list[int]) -> dict[str, Any]:
             runs = measure(
                 f"empty RPC @{c}",
                 RUNS,
-                lambda c=c: run_json(
-                    [
-                        PY,
-                        "-m",
-                        "bench.loadgen",
-                        "empty",
-                        "--addr",
-                        f"127.0.0.1:{port}",
-                        "--concurrency",
-                        str(c),
-                        "--duration",
-                        "4",
-                    ]
-                ),
+                lambda c=c: loadgen("empty", f"127.0.0.1:{port}", concurrency=c, duration=4),
             )
             out["empty_rpc"][str(c)] = summarise(runs, ["rate", "p50_ms", "p99_ms", "p999_ms"])
     finally:
@@ -260,20 +279,7 @@ def row_place(bench: Bench, kind: str, concurrencies: list[int]) -> dict[str, An
                 def once(c: int = c) -> dict[str, Any]:
                     bench.flush_redis()
                     cpu0 = cpu_seconds(server_pid)
-                    result = run_json(
-                        [
-                            PY,
-                            "-m",
-                            "bench.loadgen",
-                            "place",
-                            "--addr",
-                            addr,
-                            "--concurrency",
-                            str(c),
-                            "--duration",
-                            "4",
-                        ]
-                    )
+                    result = loadgen("place", addr, concurrency=c, duration=4)
                     result["server_cpu_us_per_order"] = (
                         (cpu_seconds(server_pid) - cpu0) / max(result["count"], 1) * 1e6
                     )
@@ -306,22 +312,7 @@ def row_e2e(
                 pids["redis"] = bench.redis_pid()
                 cpu0 = {n: cpu_seconds(p) for n, p in pids.items()}
                 started = time.monotonic()
-                load = run_json(
-                    [
-                        PY,
-                        "-m",
-                        "bench.loadgen",
-                        "place",
-                        "--addr",
-                        addr,
-                        "--concurrency",
-                        "64",
-                        "--count",
-                        str(orders),
-                        "--channels",
-                        str(2 * servers),
-                    ]
-                )
+                load = loadgen("place", addr, concurrency=64, count=orders, channels=2 * servers)
                 finished = bench.wait_terminal(url, orders, timeout=600)
                 elapsed = finished - started
                 cpu = {n: (cpu_seconds(p) - cpu0[n]) / orders * 1e6 for n, p in pids.items()}
@@ -391,22 +382,7 @@ def scaling_place(bench: Bench) -> dict[str, Any] | None:
                 RUNS,
                 lambda: (
                     bench.flush_redis(),
-                    run_json(
-                        [
-                            PY,
-                            "-m",
-                            "bench.loadgen",
-                            "place",
-                            "--addr",
-                            addr,
-                            "--concurrency",
-                            "64",
-                            "--channels",
-                            "8",
-                            "--duration",
-                            "4",
-                        ]
-                    ),
+                    loadgen("place", addr, concurrency=64, channels=8, duration=4),
                 )[1],
             )
             return summarise(runs, ["rate", "p50_ms", "p99_ms"])

@@ -41,6 +41,21 @@ class Step:
     changes: dict[str, Any] = field(default_factory=dict)
 
 
+def failed_step(reason: str) -> Step:
+    """CANCELLED by processing (counted as failed), releasing the worker's claim."""
+    return Step(
+        Event.CANCELLED,
+        reason,
+        {
+            "status": OrderStatus.CANCELLED.value,
+            "failure_reason": reason,
+            "failed": True,
+            "worker_id": None,
+            "lease_expires_at": None,
+        },
+    )
+
+
 def snapshot(order: Order) -> dict[str, Any]:
     """The order as a JSON-able dict (the `order` of an update)."""
     return {

@@ -213,20 +213,7 @@ class Processor:
     def _cancel(self, ref: str, pending: list[store.Step], reason: str) -> None:
         self._write(
             ref,
-            [
-                *pending,
-                store.Step(
-                    Event.CANCELLED,
-                    reason,
-                    {
-                        "status": OrderStatus.CANCELLED.value,
-                        "failure_reason": reason,
-                        "failed": True,
-                        "worker_id": None,
-                        "lease_expires_at": None,
-                    },
-                ),
-            ],
+            [*pending, store.failed_step(reason)],
         )
         metrics.OUTCOMES.labels("cancelled").inc()
         logger.warning("order cancelled: %s", reason, extra={"ref": ref})

@@ -163,19 +163,7 @@ class Reaper:
     def _cancel(self, ref: str, reason: str, guard: pw.Expression) -> bool:
         updates = store.transition(
             ref,
-            [
-                store.Step(
-                    Event.CANCELLED,
-                    reason,
-                    {
-                        "status": OrderStatus.CANCELLED.value,
-                        "failure_reason": reason,
-                        "failed": True,
-                        "worker_id": None,
-                        "lease_expires_at": None,
-                    },
-                )
-            ],
+            [store.failed_step(reason)],
             expect=[OrderStatus.PROCESSING],
             where=guard,
         )
