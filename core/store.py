@@ -118,6 +118,79 @@ def _for_update(query: pw.Select) -> pw.Select:
     return query.for_update()
 
 
+@dataclass(frozen=True)
+class NewOrder:
+    """A validated order about to be written PENDING."""
+
+    ref: str
+    fund_name: str
+    transaction_type: TransactionType
+    quantity: int
+    value: Decimal
+    priority: int
+    caller: str = ""
+    #: (idempotency key, request fingerprint)
+    idempotency: tuple[str, str] | None = None
+
+
+def create_orders(orders: Sequence[NewOrder], queued: bool = True) -> list[list[Update]]:
+    """Insert PENDING orders with their `created` and `queued` events, in one transaction.
+
+    queued=False (Redis known to be down) records only `created`: the caller cancels next.
+    Raises peewee.IntegrityError when an idempotency key was taken concurrently (nothing is
+    written then).
+    """
+    now = utcnow()
+    prepared: list[tuple[NewOrder, Order, list[dict[str, Any]]]] = []
+    updates: list[list[Update]] = []
+    for new in orders:
+        order = Order(
+            ref=new.ref,
+            fund_name=new.fund_name,
+            transaction_type=new.transaction_type.value,
+            quantity=new.quantity,
+            order_value=new.value,
+            status=OrderStatus.PENDING.value,
+            priority=new.priority,
+            created_on=now,
+            updated_on=now,
+            enqueued_at=now,
+            caller=new.caller,
+        )
+        steps = [
+            Step(
+                Event.CREATED,
+                f"{new.transaction_type.value} {new.quantity} x {new.fund_name} = "
+                f"{format_money(new.value)}",
+            )
+        ]
+        if queued:
+            steps.append(Step(Event.QUEUED, f"priority {new.priority}"))
+        rows, order_updates = _apply(order, steps, now)
+        prepared.append((new, order, rows))
+        updates.append(order_updates)
+    all_rows: list[dict[str, Any]] = []
+    with write_txn():
+        for new, order, rows in prepared:
+            order.id = statements.insert_order(
+                {name: getattr(order, name) for name in Order._meta.fields if name != "id"}
+            )
+            if new.idempotency is not None:
+                key, request_hash = new.idempotency
+                IdempotencyKey.create(
+                    caller=new.caller,
+                    key=key,
+                    request_hash=request_hash,
+                    order=order,
+                    created_on=now,
+                )
+            for row in rows:
+                row["order"] = order.id
+            all_rows.extend(rows)
+        statements.insert_events(all_rows)
+    return updates
+
+
 def create_order(
     *,
     ref: str,
@@ -130,48 +203,9 @@ def create_order(
     idempotency: tuple[str, str] | None = None,
     queued: bool = True,
 ) -> list[Update]:
-    """Insert a PENDING order with its `created` and `queued` events (and idempotency key).
-
-    queued=False (Redis known to be down) records only `created`: the caller cancels it next.
-
-    Raises peewee.IntegrityError when the idempotency key was taken concurrently.
-    """
-    now = utcnow()
-    order = Order(
-        ref=ref,
-        fund_name=fund_name,
-        transaction_type=transaction_type.value,
-        quantity=quantity,
-        order_value=value,
-        status=OrderStatus.PENDING.value,
-        priority=priority,
-        created_on=now,
-        updated_on=now,
-        enqueued_at=now,
-        caller=caller,
-    )
-    steps = [
-        Step(
-            Event.CREATED,
-            f"{transaction_type.value} {quantity} x {fund_name} = {format_money(value)}",
-        )
-    ]
-    if queued:
-        steps.append(Step(Event.QUEUED, f"priority {priority}"))
-    rows, updates = _apply(order, steps, now)
-    with write_txn():
-        order.id = statements.insert_order(
-            {name: getattr(order, name) for name in Order._meta.fields if name != "id"}
-        )
-        if idempotency is not None:
-            key, request_hash = idempotency
-            IdempotencyKey.create(
-                caller=caller, key=key, request_hash=request_hash, order=order, created_on=now
-            )
-        for row in rows:
-            row["order"] = order.id
-        statements.insert_events(rows)
-    return updates
+    """Insert one PENDING order (see create_orders)."""
+    new = NewOrder(ref, fund_name, transaction_type, quantity, value, priority, caller, idempotency)
+    return create_orders([new], queued)[0]
 
 
 def transition(

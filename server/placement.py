@@ -5,9 +5,11 @@ Runs in a worker thread (blocking Peewee and sync Redis); no transport code here
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -16,7 +18,13 @@ import redis
 
 from core import keys, store
 from core.domain import QUEUE_UNAVAILABLE, Event, OrderStatus, new_order_ref, order_value
-from core.errors import FundNotFound, IdempotencyConflict, QueueFull, QueueUnavailable
+from core.errors import (
+    FundNotFound,
+    IdempotencyConflict,
+    OrderError,
+    QueueFull,
+    QueueUnavailable,
+)
 from core.funds import list_funds
 from core.models import IdempotencyKey, Order, db, write_txn
 from core.redis_conn import REDIS_DOWN_ERRORS, Reconnect
@@ -27,6 +35,30 @@ from server.validation import PlaceCommand
 logger = logging.getLogger(__name__)
 
 
+def outcome(fn: Callable[[], Placed]) -> Placed | OrderError:
+    """fn's result, or the domain error it raised (a database error becomes StoreUnavailable)."""
+    try:
+        return fn()
+    except OrderError as exc:
+        return exc
+    except store.DB_DOWN_ERRORS as exc:
+        logger.error("database error placing order: %s", exc)
+        return store.store_unavailable(exc, "retry later")
+
+
+def accepted(new: store.NewOrder) -> None:
+    """Log an order written PENDING."""
+    logger.info(
+        "order accepted",
+        extra={
+            "ref": new.ref,
+            "type": new.transaction_type.value,
+            "quantity": new.quantity,
+            "priority": new.priority,
+        },
+    )
+
+
 @dataclass(frozen=True)
 class Placed:
     """What PlaceOrder answers: the same for a first call and for an idempotent replay."""
@@ -34,6 +66,15 @@ class Placed:
     ref: str
     value: Decimal
     replayed: bool = False
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked order ready to be written: the request, the row to write, Redis reachable."""
+
+    cmd: PlaceCommand
+    new: store.NewOrder
+    queue_up: bool
 
 
 def request_hash(cmd: PlaceCommand) -> str:
@@ -71,7 +112,11 @@ class OrderPlacer:
             logger.error("database error placing order: %s", exc)
             raise store.store_unavailable(exc, "nothing was written; retry later") from exc
 
-    def _place(self, cmd: PlaceCommand, caller: str) -> Placed:
+    def prepare(self, cmd: PlaceCommand, caller: str) -> Placed | Prepared:
+        """Replay a known idempotency key, or check the order and give it a ref and value.
+
+        Raises FundNotFound, IdempotencyConflict or QueueFull. Needs a DB connection.
+        """
         fingerprint = request_hash(cmd)
         if cmd.idempotency_key is not None:
             replay = self._replay(caller, cmd.idempotency_key, fingerprint)
@@ -81,46 +126,74 @@ class OrderPlacer:
         if nav is None:
             raise FundNotFound(cmd.fund_name)
         queue_up = self._check_depth()
-        value = order_value(nav, cmd.quantity)
-        ref = new_order_ref()
-        priority = keys.PRIORITY_OF[cmd.transaction_type]
         idempotency = None if cmd.idempotency_key is None else (cmd.idempotency_key, fingerprint)
-        logger.debug("placing order", extra={"ref": ref})
-        try:
-            updates = store.create_order(
-                ref=ref,
-                fund_name=cmd.fund_name,
-                transaction_type=cmd.transaction_type,
-                quantity=cmd.quantity,
-                value=value,
-                priority=priority,
-                caller=caller,
-                idempotency=idempotency,
-                queued=queue_up,
-            )
-        except pw.IntegrityError:
-            if cmd.idempotency_key is None:
-                raise
-            # Another request took the same key first (concurrent first uses); its
-            # transaction has committed (the unique index waited for it): answer as it did.
-            logger.info("idempotency key taken by a concurrent request", extra={"ref": ref})
-            replay = self._replay(caller, cmd.idempotency_key, fingerprint)
-            if replay is not None:
-                return replay
-            # It committed and was then cancelled ("queue unavailable" releases the key).
-            raise QueueUnavailable("a concurrent request with this key failed; retry") from None
-        logger.info(
-            "order accepted",
-            extra={
-                "ref": ref,
-                "type": cmd.transaction_type.value,
-                "quantity": cmd.quantity,
-                "priority": priority,
-            },
+        new = store.NewOrder(
+            ref=new_order_ref(),
+            fund_name=cmd.fund_name,
+            transaction_type=cmd.transaction_type,
+            quantity=cmd.quantity,
+            value=order_value(nav, cmd.quantity),
+            priority=keys.PRIORITY_OF[cmd.transaction_type],
+            caller=caller,
+            idempotency=idempotency,
         )
-        self._dispatch(ref, priority, updates, queue_up)
-        metrics.ORDERS_PLACED.labels(cmd.transaction_type.value).inc()
-        return Placed(ref, value)
+        logger.debug("placing order", extra={"ref": new.ref})
+        return Prepared(cmd, new, queue_up)
+
+    def _place(self, cmd: PlaceCommand, caller: str) -> Placed:
+        prepared = self.prepare(cmd, caller)
+        if isinstance(prepared, Placed):
+            return prepared
+        new = prepared.new
+        try:
+            (updates,) = store.create_orders([new], queued=prepared.queue_up)
+        except pw.IntegrityError:
+            if new.idempotency is None:
+                raise
+            return self.replay_after_race(new)
+        accepted(new)
+        if not prepared.queue_up:
+            return self.push_failed(new, None)
+        (outcome,) = self.push([(new, updates)])
+        if isinstance(outcome, OrderError):
+            raise outcome
+        return outcome
+
+    def replay_after_race(self, new: store.NewOrder) -> Placed:
+        """The answer for an order whose idempotency key a concurrent request took first."""
+        assert new.idempotency is not None
+        key, fingerprint = new.idempotency
+        # Its transaction has committed (the unique index waited for it): answer as it did.
+        logger.info("idempotency key taken by a concurrent request", extra={"ref": new.ref})
+        replay = self._replay(new.caller, key, fingerprint)
+        if replay is not None:
+            return replay
+        # It committed and was then cancelled ("queue unavailable" releases the key).
+        raise QueueUnavailable("a concurrent request with this key failed; retry")
+
+    def push(
+        self, entries: Sequence[tuple[store.NewOrder, list[Update]]]
+    ) -> list[Placed | OrderError]:
+        """Publish the first updates and push the refs in one pipeline (orders committed).
+
+        Redis down: every order is cancelled (push_failed), its outcome QueueUnavailable.
+        """
+        try:
+            with self.redis.pipeline(transaction=False) as pipe:
+                # Publish before the push, so no worker update can overtake them.
+                for _, updates in entries:
+                    publish(pipe, updates)
+                for new, _ in entries:
+                    pipe.lpush(keys.queue_key(new.priority), new.ref)
+                pipe.execute()
+        except REDIS_DOWN_ERRORS as exc:
+            self.reconnect.failed(exc)
+            error: Exception = exc
+            return [outcome(functools.partial(self.push_failed, new, error)) for new, _ in entries]
+        self._depth += len(entries)  # until the next reading: never under-counts our pushes
+        for new, _ in entries:
+            metrics.ORDERS_PLACED.labels(new.transaction_type.value).inc()
+        return [Placed(new.ref, new.value) for new, _ in entries]
 
     def _replay(self, caller: str, key: str, fingerprint: str) -> Placed | None:
         row = (
@@ -166,21 +239,12 @@ class OrderPlacer:
             raise QueueFull(depth, self.max_queue_depth)
         return True
 
-    def _dispatch(self, ref: str, priority: int, updates: list[Update], queue_up: bool) -> None:
-        """Publish the first updates and push the ref; cancel the order if Redis is down."""
-        error: Exception | None = None
-        if queue_up:
-            try:
-                with self.redis.pipeline(transaction=False) as pipe:
-                    # Publish before the push, so no worker update can overtake them.
-                    publish(pipe, updates)
-                    pipe.lpush(keys.queue_key(priority), ref)
-                    pipe.execute()
-                self._depth += 1  # until the next reading: never under-counts our own pushes
-                return
-            except REDIS_DOWN_ERRORS as exc:
-                self.reconnect.failed(exc)
-                error = exc
+    def push_failed(self, new: store.NewOrder, error: Exception | None) -> Placed:
+        """Redis is down for a committed order: cancel it and raise QueueUnavailable.
+
+        Returns normally only when a worker claimed it (the push went through after all).
+        """
+        ref = new.ref
         logger.error(
             "queue unavailable, cancelling order: %s",
             error or "redis unreachable",
@@ -199,7 +263,7 @@ class OrderPlacer:
         if not cancelled:
             # A worker claimed it: the push went through although its reply was lost.
             logger.warning("push reply lost but order was claimed", extra={"ref": ref})
-            return
+            return Placed(ref, new.value)
         raise QueueUnavailable(f"order {ref} was cancelled; retry later")
 
     def _cancel_unqueued(self, ref: str) -> bool:

@@ -15,6 +15,7 @@ from orders.v1 import orders_pb2 as pb
 from core.domain import ACCEPTED_MESSAGE
 from server import queries
 from server.auth import current_caller
+from server.batching import PlacementBatcher
 from server.convert import fund_message, money, update_message
 from server.errors import map_errors
 from server.placement import OrderPlacer
@@ -32,6 +33,7 @@ class OrderService:
     def __init__(self, placer: OrderPlacer, executor: ThreadPoolExecutor, hub: UpdateHub) -> None:
         self.placer = placer
         self.executor = executor
+        self.batcher = PlacementBatcher(placer, executor)
         self.hub = hub
 
     async def _blocking(self, fn: Callable[..., T], *args: object) -> T:
@@ -43,7 +45,7 @@ class OrderService:
         async with map_errors(context):
             key = request.idempotency_key if request.HasField("idempotency_key") else None
             cmd = validate_place(request.fund_name, request.transaction_type, request.quantity, key)
-            placed = await self._blocking(self.placer.place, cmd, caller_of(context))
+            placed = await self.batcher.place(cmd, caller_of(context))
             return pb.PlaceOrderResponse(
                 order_ref_no=placed.ref,
                 status=pb.ORDER_STATUS_PENDING,

@@ -6,12 +6,16 @@ import datetime as dt
 import threading
 
 import grpc
+import peewee as pw
 import pytest
 import redis
 from orders.v1 import orders_pb2 as pb
 
-from core.models import IdempotencyKey, Order
-from tests.harness import Stack
+from core import store
+from core.models import IdempotencyKey, Order, db
+from server.placement import OrderPlacer, Placed, Prepared
+from server.validation import validate_place
+from tests.harness import Stack, wait_for
 from tests.orderflow import (  # noqa: F401 - sqlite_db_fixture is a fixture
     SELL,
     queue_entries,
@@ -83,7 +87,10 @@ def burst(server: Stack, key: str, callers: int = 10) -> list[pb.PlaceOrderRespo
     errors: list[BaseException] = []
 
     def call() -> None:
-        channel = grpc.insecure_channel(server.address)
+        # A local subchannel pool: grpc otherwise shares one connection among channels.
+        channel = grpc.insecure_channel(
+            server.address, options=[("grpc.use_local_subchannel_pool", 1)]
+        )
         try:
             stub = type(server.stub)(channel)
             barrier.wait(10)
@@ -103,6 +110,12 @@ def burst(server: Stack, key: str, callers: int = 10) -> list[pb.PlaceOrderRespo
 
 
 def test_ten_concurrent_first_uses_make_one_order(server: Stack, redis_client: redis.Redis) -> None:
+    # Two server processes on the same port (SO_REUSEPORT): the kernel spreads the
+    # connections over both, so the key races within a process (one batch dedupes it) and
+    # between processes (the replay lookup or the unique index decides).
+    second = server.start_server(port=server.server_port)
+    # Its health check may have been answered by the first: wait for this one to serve.
+    wait_for(lambda: "serving" in second.log_text(), 30, "the second server to serve")
     for round_ in range(3):
         replies = burst(server, f"burst-{round_}")
         assert len(replies) == 10
@@ -110,8 +123,26 @@ def test_ten_concurrent_first_uses_make_one_order(server: Stack, redis_client: r
     assert Order.select().count() == 3
     assert IdempotencyKey.select().count() == 3
     assert len(queue_entries(redis_client)) == 3
-    # The bursts did race into the unique index, not just into the replay lookup.
-    assert "idempotency key taken by a concurrent request" in server.services[-1].log_text()
+    logs = [s.log_text() for s in server.services if s.name == "server"]
+    assert all("idempotent replay" in text for text in logs), "both servers were raced"
+
+
+def test_a_key_taken_between_lookup_and_insert_replays_the_winner(
+    server: Stack, redis_client: redis.Redis
+) -> None:
+    """The unique index is the last guard: a request that found no key, then lost the
+    insert to a concurrent one, answers with the winner's order (real database, real Redis)."""
+    placer = OrderPlacer(redis.Redis.from_url(server.redis_url), 1000)
+    cmd = validate_place("Global Equity Fund", pb.TRANSACTION_TYPE_BUY, 3, "raced")
+    with db.connection_context():
+        loser = placer.prepare(cmd, "")
+        winner = placer.place(cmd, "")  # commits the key first
+        assert isinstance(loser, Prepared)
+        with pytest.raises(pw.IntegrityError):
+            store.create_orders([loser.new])
+        assert placer.replay_after_race(loser.new) == Placed(winner.ref, winner.value, True)
+    assert Order.select().count() == 1
+    assert len(queue_entries(redis_client)) == 1
 
 
 def test_without_a_key_each_call_is_a_new_order(server: Stack) -> None:

@@ -1,0 +1,123 @@
+"""Concurrent PlaceOrder calls share one thread hop, one transaction and one Redis pipeline.
+
+Calls that arrive while a batch is being written wait for the next batch, so a lone call is
+written at once (no added delay) and a burst is written in few transactions. Each call keeps
+its own answer: a replay, a domain error, or its order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import peewee as pw
+
+from core import store
+from core.errors import OrderError
+from core.models import db
+from server.placement import OrderPlacer, Placed, Prepared, accepted, outcome
+from server.validation import PlaceCommand
+
+logger = logging.getLogger(__name__)
+
+#: Most calls written together; bounded so one transaction stays short.
+MAX_BATCH = 128
+
+Item = tuple[PlaceCommand, str]
+Outcome = Placed | OrderError
+
+
+def place_many(placer: OrderPlacer, items: Sequence[Item]) -> list[Outcome]:
+    """Place several orders: one transaction for the new ones, one pipeline to queue them."""
+    try:
+        with db.connection_context():
+            return _place_many(placer, items)
+    except store.DB_DOWN_ERRORS as exc:
+        # Raised before the commit (replay reads, the insert): nothing was written.
+        logger.error("database error placing order: %s", exc, extra={"batch": len(items)})
+        error = store.store_unavailable(exc, "nothing was written; retry later")
+        return [error] * len(items)
+
+
+def _place_many(placer: OrderPlacer, items: Sequence[Item]) -> list[Outcome]:
+    results: list[Outcome | None] = [None] * len(items)
+    batch: list[tuple[int, Prepared]] = []
+    alone: list[int] = []  # placed one by one, after the batch
+    keys: set[tuple[str, str]] = set()
+    for i, (cmd, caller) in enumerate(items):
+        key = cmd.idempotency_key
+        if key is not None and (caller, key) in keys:
+            alone.append(i)  # the same key twice in a batch: the second replays the first
+            continue
+        try:
+            prepared = placer.prepare(cmd, caller)
+        except OrderError as exc:
+            results[i] = exc
+            continue
+        if isinstance(prepared, Placed):
+            results[i] = prepared
+        elif not prepared.queue_up:
+            alone.append(i)  # Redis is down: the single path writes and cancels
+        else:
+            batch.append((i, prepared))
+            if key is not None:
+                keys.add((caller, key))
+    if batch:
+        try:
+            updates = store.create_orders([p.new for _, p in batch])
+        except pw.IntegrityError:
+            # A concurrent request took one of the keys: nothing was written; each call
+            # goes alone so that only that one replays.
+            alone.extend(i for i, _ in batch)
+        else:
+            for _, prepared in batch:
+                accepted(prepared.new)
+            pushed = placer.push([(p.new, u) for (_, p), u in zip(batch, updates, strict=True)])
+            for (i, _), result in zip(batch, pushed, strict=True):
+                results[i] = result
+    for i in sorted(alone):
+        cmd, caller = items[i]
+        results[i] = outcome(functools.partial(placer.place, cmd, caller))
+    assert all(r is not None for r in results)
+    return [r for r in results if r is not None]
+
+
+class PlacementBatcher:
+    """The asyncio side: queues calls and runs one batch at a time in the executor."""
+
+    def __init__(self, placer: OrderPlacer, executor: ThreadPoolExecutor) -> None:
+        self.placer = placer
+        self.executor = executor
+        self._pending: list[tuple[Item, asyncio.Future[Placed]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def place(self, cmd: PlaceCommand, caller: str) -> Placed:
+        """Place one order as part of the next batch; raises its domain error."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Placed] = loop.create_future()
+        self._pending.append(((cmd, caller), future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain(), name="place-batches")
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch = self._pending[:MAX_BATCH]
+            del self._pending[:MAX_BATCH]
+            items = [item for item, _ in batch]
+            try:
+                results = await loop.run_in_executor(self.executor, place_many, self.placer, items)
+            except Exception as exc:  # noqa: BLE001 - a bug must fail the calls, not hang them
+                logger.exception("placing a batch of %d orders failed", len(batch))
+                results = [exc] * len(batch)  # type: ignore[list-item]
+            for (_, future), result in zip(batch, results, strict=True):
+                if future.done():
+                    continue  # the caller went away; its order (if any) stands
+                if isinstance(result, Exception):
+                    future.set_exception(result)
+                else:
+                    future.set_result(result)
