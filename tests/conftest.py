@@ -14,6 +14,7 @@ import redis
 
 from core.models import close_db, init_db
 from tests.harness import RedisServer, Stack
+from tests.pgcluster import PostgresCluster
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "ORDERS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test"
@@ -109,3 +110,17 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     outcome = yield
     report = outcome.get_result()  # type: ignore[attr-defined]
     setattr(item, f"rep_{report.when}", report)
+
+
+@pytest.fixture
+def private_postgres() -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of this test alone (the machine's shared one is never stopped)."""
+    try:
+        cluster = PostgresCluster()
+    except (FileNotFoundError, KeyError) as exc:
+        pytest.skip(f"cannot run a private PostgreSQL cluster: {exc}")
+    try:
+        cluster.init()
+        yield cluster
+    finally:
+        cluster.destroy()

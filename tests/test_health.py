@@ -15,6 +15,7 @@ from grpc_health.v1._async import HealthServicer
 
 from server.health import HealthMonitor
 from tests.harness import RedisServer, Stack, wait_for
+from tests.pgcluster import PostgresCluster
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -124,3 +125,29 @@ def test_monitor_counts_a_failing_or_hung_database_probe_as_down() -> None:
         NOT_SERVING,  # still stuck: not probed again, still down
         SERVING,
     ]
+
+
+def test_health_follows_the_database(make_stack, private_postgres: PostgresCluster) -> None:
+    """A private PostgreSQL cluster stopped and started: NOT_SERVING, then SERVING, each
+    within 5 s, for both names."""
+    stack = make_stack(private_postgres.url)
+    stack.start_server()
+    serving = health_pb2.HealthCheckResponse.SERVING
+    names = ("", "orders.v1.OrderService")
+    wait_for(lambda: all(stack.health(n) == serving for n in names), 10, "SERVING at start")
+    private_postgres.stop()
+    lost = time.monotonic()
+    wait_for(
+        lambda: all(stack.health(n) == health_pb2.HealthCheckResponse.NOT_SERVING for n in names),
+        10,
+        "NOT_SERVING after the database went away",
+    )
+    assert time.monotonic() - lost < 5
+    private_postgres.start()
+    back = time.monotonic()
+    wait_for(
+        lambda: all(stack.health(n) == serving for n in names),
+        10,
+        "SERVING after the database came back",
+    )
+    assert time.monotonic() - back < 5

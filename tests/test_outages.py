@@ -208,20 +208,6 @@ def test_third_party_hanging_past_its_timeout_is_retried_then_cancelled(
     assert wait_all_terminal(30)[after] == "COMPLETED"  # the worker was never stuck
 
 
-@pytest.fixture
-def private_postgres() -> Iterator[PostgresCluster]:
-    """A PostgreSQL cluster of this test alone (the machine's shared one is never stopped)."""
-    try:
-        cluster = PostgresCluster()
-    except (FileNotFoundError, KeyError) as exc:
-        pytest.skip(f"cannot run a private PostgreSQL cluster: {exc}")
-    try:
-        cluster.init()
-        yield cluster
-    finally:
-        cluster.destroy()
-
-
 def test_postgres_restart_unavailable_then_the_outcome_is_recorded(
     make_stack, private_postgres: PostgresCluster
 ) -> None:
