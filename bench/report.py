@@ -36,7 +36,7 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         f"- {meta.get('redis_server', '')}; {meta.get('postgresql', '')}",
         f"- settings: {meta.get('settings', '')}",
         "",
-        "Rerun: `make bench` (about 15 minutes on 2 cores; `FULL=1 make bench` for the whole "
+        "Rerun: `make bench` (about 8 minutes on 2 cores; `FULL=1 make bench` for the whole "
         "matrix). Raw figures: `bench/results.json`.",
         "",
         "## 1. Ceilings (same run)",
