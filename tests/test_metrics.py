@@ -48,6 +48,21 @@ def test_server_and_worker_metrics(make_stack, sqlite_url: str) -> None:
         stack.stub.GetStatus(pb.GetStatusRequest(order_ref_no="ORD0000000000NOPE"), timeout=5)
     with pytest.raises(grpc.RpcError):
         stack.stub.GetStatus(pb.GetStatusRequest(order_ref_no="bad ref"), timeout=5)
+    # The interceptor counts an RPC once its answer is sent: the last one may still be
+    # in flight on the server when the client has its error back.
+    wait_for(
+        lambda: (
+            value(
+                scrape(server_port),
+                "orders_rpc_handled_total",
+                method=STATUS,
+                code="INVALID_ARGUMENT",
+            )
+            == 1
+        ),
+        10,
+        "the last GetStatus to be counted",
+    )
     server = scrape(server_port)
     assert value(server, "orders_queue_depth", priority="1") == 1
     assert value(server, "orders_queue_depth", priority="2") == 1
@@ -100,11 +115,15 @@ def test_server_and_worker_metrics(make_stack, sqlite_url: str) -> None:
         assert value(worker, "orders_reaper_actions_total", action=action) == 0
     reader.join(10)
     server = wait_for(
-        lambda: (s := scrape(server_port)) and value(s, "orders_watch_streams_open") == 0 and s,
+        lambda: (
+            (s := scrape(server_port))
+            and value(s, "orders_watch_streams_open") == 0
+            and value(s, "orders_rpc_handled_total", method=WATCH, code="OK") == 1
+            and s
+        ),
         10,
-        "the finished stream to be closed",
+        "the finished stream to be closed and counted",
     )
-    assert value(server, "orders_rpc_handled_total", method=WATCH, code="OK") == 1
     assert value(server, "orders_queue_depth", priority="1") == 0
     assert value(server, "orders_queue_depth", priority="2") == 0
 
@@ -142,6 +161,11 @@ def test_auth_rejections_are_counted(make_stack, sqlite_url: str) -> None:
         stack.stub.ListFunds(pb.ListFundsRequest(), timeout=5)
     assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     funds = "orders.v1.OrderService/ListFunds"
-    assert (
-        value(scrape(port), "orders_rpc_handled_total", method=funds, code="UNAUTHENTICATED") == 1
+    wait_for(
+        lambda: (
+            value(scrape(port), "orders_rpc_handled_total", method=funds, code="UNAUTHENTICATED")
+            == 1
+        ),
+        10,
+        "the rejected call to be counted",
     )
