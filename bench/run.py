@@ -27,6 +27,7 @@ import psycopg2
 from bench.procs import BIN, Procs, cpu_seconds, free_port, wait_port
 from bench.report import write_report
 from bench.stats import spread
+from scripts.redis_argv import private_redis_argv
 
 ROOT = Path(__file__).resolve().parent.parent
 FULL = os.environ.get("FULL") == "1"
@@ -95,19 +96,7 @@ class Bench:
             raise SystemExit("redis-server not found (apt-get install redis-server)")
         self.base.spawn(
             "redis",
-            [
-                binary,
-                "--port",
-                str(self.redis_port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
+            private_redis_argv(binary, self.redis_port, self.workdir),
         )
         wait_port(self.redis_port)
 

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from scripts.redis_argv import private_redis_argv
+
 ROOT = Path(__file__).resolve().parent.parent
 VAR = ROOT / "var"
 BIN = Path(sys.executable).parent
@@ -106,19 +108,7 @@ def main() -> None:
             (VAR / "redis").mkdir(exist_ok=True)
             redis = spawn(
                 "redis",
-                [
-                    ensure_redis_binary(),
-                    "--port",
-                    str(redis_port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "no",
-                    "--dir",
-                    str(VAR / "redis"),
-                ],
+                private_redis_argv(ensure_redis_binary(), redis_port, VAR / "redis"),
             )
             wait_port(redis_port, redis, "redis-server")
             env["REDIS_URL"] = f"redis://127.0.0.1:{redis_port}/0"

@@ -22,6 +22,8 @@ import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from orders.v1 import orders_pb2_grpc as pb_grpc
 
+from scripts.redis_argv import private_redis_argv
+
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 T = TypeVar("T")
@@ -125,20 +127,7 @@ class RedisServer:
     def start(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [
-                self.binary,
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-                *self._args(),
-            ],
+            private_redis_argv(self.binary, self.port, self.workdir, *self._args()),
             stdout=(self.workdir / "redis.log").open("ab"),
             stderr=subprocess.STDOUT,
         )
