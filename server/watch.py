@@ -285,7 +285,7 @@ class UpdateHub:
             await pubsub.subscribe(UPDATES_CHANNEL)
             await self._read(pubsub)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call,unused-ignore]
             await client.aclose()
 
     async def _read(self, pubsub: aioredis.client.PubSub) -> None:
