@@ -67,7 +67,7 @@ def _place_many(placer: OrderPlacer, items: Sequence[Item]) -> list[Outcome]:
                 keys.add((caller, key))
     if batch:
         try:
-            updates = store.create_orders([p.new for _, p in batch])
+            store.create_orders([p.new for _, p in batch])
         except pw.IntegrityError:
             # A concurrent request took one of the keys: nothing was written; each call
             # goes alone so that only that one replays.
@@ -75,7 +75,7 @@ def _place_many(placer: OrderPlacer, items: Sequence[Item]) -> list[Outcome]:
         else:
             for _, prepared in batch:
                 accepted(prepared.new)
-            pushed = placer.push([(p.new, u) for (_, p), u in zip(batch, updates, strict=True)])
+            pushed = placer.push([p.new for _, p in batch])
             for (i, _), result in zip(batch, pushed, strict=True):
                 results[i] = result
     for i in sorted(alone):

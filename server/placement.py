@@ -28,7 +28,6 @@ from core.errors import (
 from core.funds import list_funds
 from core.models import IdempotencyKey, Order, db, write_txn
 from core.redis_conn import REDIS_DOWN_ERRORS, Reconnect
-from core.updates import Update, publish
 from server import metrics
 from server.validation import PlaceCommand
 
@@ -146,7 +145,7 @@ class OrderPlacer:
             return prepared
         new = prepared.new
         try:
-            (updates,) = store.create_orders([new], queued=prepared.queue_up)
+            store.create_orders([new], queued=prepared.queue_up)
         except pw.IntegrityError:
             if new.idempotency is None:
                 raise
@@ -154,7 +153,7 @@ class OrderPlacer:
         accepted(new)
         if not prepared.queue_up:
             return self.push_failed(new, None)
-        (outcome,) = self.push([(new, updates)])
+        (outcome,) = self.push([new])
         if isinstance(outcome, OrderError):
             raise outcome
         return outcome
@@ -171,29 +170,31 @@ class OrderPlacer:
         # It committed and was then cancelled ("queue unavailable" releases the key).
         raise QueueUnavailable("a concurrent request with this key failed; retry")
 
-    def push(
-        self, entries: Sequence[tuple[store.NewOrder, list[Update]]]
-    ) -> list[Placed | OrderError]:
-        """Publish the first updates and push the refs in one pipeline (orders committed).
+    def push(self, entries: Sequence[store.NewOrder]) -> list[Placed | OrderError]:
+        """Push the refs of committed orders: one LPUSH per priority, in one pipeline.
 
+        Their `created` and `queued` updates are not published: nobody can be watching yet
+        (the ref reaches the client only in this call's answer, and a replayed answer comes
+        after the commit), and a watch starts from the stored trail, which holds them.
         Redis down: every order is cancelled (push_failed), its outcome QueueUnavailable.
         """
+        by_priority: dict[int, list[str]] = {}
+        for new in entries:
+            by_priority.setdefault(new.priority, []).append(new.ref)
         try:
             with self.redis.pipeline(transaction=False) as pipe:
-                # Publish before the push, so no worker update can overtake them.
-                for _, updates in entries:
-                    publish(pipe, updates)
-                for new, _ in entries:
-                    pipe.lpush(keys.queue_key(new.priority), new.ref)
+                for priority, refs in by_priority.items():
+                    # LPUSH k r1 r2 is LPUSH k r1 then LPUSH k r2: r1 is popped first.
+                    pipe.lpush(keys.queue_key(priority), *refs)
                 pipe.execute()
         except REDIS_DOWN_ERRORS as exc:
             self.reconnect.failed(exc)
             error: Exception = exc
-            return [outcome(functools.partial(self.push_failed, new, error)) for new, _ in entries]
+            return [outcome(functools.partial(self.push_failed, new, error)) for new in entries]
         self._depth += len(entries)  # until the next reading: never under-counts our pushes
-        for new, _ in entries:
-            metrics.ORDERS_PLACED.labels(new.transaction_type.value).inc()
-        return [Placed(new.ref, new.value) for new, _ in entries]
+        for new in entries:
+            metrics.placed(new.transaction_type.value)
+        return [Placed(new.ref, new.value) for new in entries]
 
     def _replay(self, caller: str, key: str, fingerprint: str) -> Placed | None:
         row = (
