@@ -155,7 +155,7 @@ class Bench:
             "DATABASE_URL": database_url,
             "ADMIN_TOKEN": ADMIN_TOKEN,
             "MAX_QUEUE_DEPTH": "100000000",
-            "LOG_LEVEL": "WARNING",
+            "LOG_LEVEL": os.environ.get("BENCH_LOG_LEVEL", "WARNING"),
             "PYTHONUNBUFFERED": "1",
             **env,
         }

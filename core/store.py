@@ -208,6 +208,16 @@ def create_order(
     return create_orders([new], queued)[0]
 
 
+@dataclass(frozen=True)
+class Transition:
+    """One order's steps and the state it must be in for them to apply (see transition)."""
+
+    ref: str
+    steps: Sequence[Step]
+    expect: Sequence[OrderStatus]
+    owner: str | None = None
+
+
 def transition(
     ref: str,
     steps: Sequence[Step],
@@ -222,23 +232,50 @@ def transition(
     Returns the updates, or None when the order is not in an expected state: the
     compare-and-set that makes duplicate deliveries and racing reapers no-ops.
     """
-    now = utcnow()
-    statuses = [s.value for s in expect]
     with write_txn():
-        if where is None:
-            order = statements.select_order(ref, statuses, owner)
-        else:
-            query = Order.select().where((Order.ref == ref) & (Order.status.in_(statuses)))
-            if owner is not None:
-                query = query.where(Order.worker_id == owner)
-            order = _for_update(query.where(where)).first()
-        if order is None:
-            return None
-        rows, updates = _apply(order, steps, now)
-        fields = {name for step in steps for name in step.changes}
-        fields |= {"last_sequence", "progress", "updated_on"}
-        statements.update_order(order.id, {name: getattr(order, name) for name in fields})
-        statements.insert_events(rows)
+        return _transition(utcnow(), ref, steps, [s.value for s in expect], owner, where)
+
+
+def transition_many(items: Sequence[Transition]) -> list[list[Update] | None]:
+    """Several transitions in one transaction (one commit), each its own compare-and-set.
+
+    A CAS that fails gives None for that item and leaves the others; an exception rolls back
+    every item. Rows are locked in ref order, so that concurrent batches (other worker
+    processes on PostgreSQL) cannot deadlock.
+    """
+    now = utcnow()
+    results: list[list[Update] | None] = [None] * len(items)
+    with write_txn():
+        for i in sorted(range(len(items)), key=lambda i: items[i].ref):
+            t = items[i]
+            results[i] = _transition(
+                now, t.ref, t.steps, [s.value for s in t.expect], t.owner, None
+            )
+    return results
+
+
+def _transition(
+    now: dt.datetime,
+    ref: str,
+    steps: Sequence[Step],
+    statuses: list[str],
+    owner: str | None,
+    where: pw.Expression | None,
+) -> list[Update] | None:
+    if where is None:
+        order = statements.select_order(ref, statuses, owner)
+    else:
+        query = Order.select().where((Order.ref == ref) & (Order.status.in_(statuses)))
+        if owner is not None:
+            query = query.where(Order.worker_id == owner)
+        order = _for_update(query.where(where)).first()
+    if order is None:
+        return None
+    rows, updates = _apply(order, steps, now)
+    fields = {name for step in steps for name in step.changes}
+    fields |= {"last_sequence", "progress", "updated_on"}
+    statements.update_order(order.id, {name: getattr(order, name) for name in fields})
+    statements.insert_events(rows)
     return updates
 
 

@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import threading
+from collections.abc import Sequence
 from types import FrameType
 
 import redis
@@ -21,10 +22,12 @@ from core.metrics_http import serve_metrics
 from core.models import Order, close_db, db, init_db, utcnow
 from core.redis_conn import REDIS_DOWN_ERRORS, Reconnect, make_redis
 from core.settings import Settings, SettingsError
+from core.updates import Update, publish
 from worker import metrics
 from worker.processor import Processor
 from worker.reaper import Reaper
 from worker.thirdparty import ThirdPartyClient
+from worker.writes import WriteCombiner
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +51,8 @@ class Worker:
         self.held_lock = threading.Lock()
         self.reconnect = Reconnect("worker", initial_s=0.1, cap_s=2.0)
         self.db_backoff = DbBackoff()
+        self.publisher = make_redis(settings.redis_url, settings.redis_timeout_s)
+        self.writes = WriteCombiner(self._publish)
 
     def run(self, stop_event: threading.Event) -> None:
         """Consume until stop_event is set, then finish (or hand back) what is held."""
@@ -79,7 +84,15 @@ class Worker:
         heartbeat.join(timeout=5)
         reaper.join(timeout=5)
         reaper_client.close()
-        logger.info("worker stopped", extra={"worker": self.worker_id})
+        self.publisher.close()
+        logger.info(
+            "worker stopped",
+            extra={
+                "worker": self.worker_id,
+                "write_rounds": self.writes.rounds,
+                "writes": self.writes.changes,
+            },
+        )
 
     def _consume(self, stop_event: threading.Event) -> None:
         client = make_redis(
@@ -96,6 +109,7 @@ class Worker:
             self.settings,
             self.worker_id,
             client,
+            self.writes,
             third_party,
             stop_event,
             self.held,
@@ -145,6 +159,15 @@ class Worker:
         except Exception:
             logger.exception("unexpected error processing order", extra={"ref": ref})
         return True
+
+    def _publish(self, updates: Sequence[Update]) -> None:
+        """Publish after the commit; pub/sub is at most once, the stored trail is the truth."""
+        try:
+            with self.publisher.pipeline(transaction=False) as pipe:
+                publish(pipe, list(updates))
+                pipe.execute()
+        except REDIS_DOWN_ERRORS as exc:
+            logger.warning("could not publish updates: %s", exc, extra={"ref": updates[0].ref})
 
     def _heartbeat(self, stop: threading.Event) -> None:
         """Renew the lease of every held order, every third of the lease.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -13,13 +13,14 @@ from tenacity import RetryCallState
 
 from core import keys, store
 from core.domain import Event, OrderStatus
-from core.models import db, utcnow
+from core.models import utcnow
 from core.redis_conn import REDIS_DOWN_ERRORS
 from core.settings import Settings
-from core.updates import Update, publish
+from core.updates import Update
 from worker import metrics
 from worker.retry import build_retrying
 from worker.thirdparty import Placement, ThirdPartyClient, ThirdPartyError, ThirdPartyRejected
+from worker.writes import WriteCombiner
 
 logger = logging.getLogger(__name__)
 
@@ -40,6 +41,7 @@ class Processor:
         settings: Settings,
         worker_id: str,
         client: redis.Redis,
+        writes: WriteCombiner,
         third_party: ThirdPartyClient,
         stop_event: threading.Event,
         held: set[str],
@@ -49,6 +51,7 @@ class Processor:
         self.settings = settings
         self.worker_id = worker_id
         self.redis = client
+        self.writes = writes
         self.third_party = third_party
         self.stop_event = stop_event
         self.held = held
@@ -56,15 +59,6 @@ class Processor:
         self.sleep = sleep
 
     # -- recording ---------------------------------------------------------------------
-
-    def _publish(self, updates: Sequence[Update]) -> None:
-        # Pub/sub is at-most-once by nature; the stored trail is what watchers resync from.
-        try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                publish(pipe, list(updates))
-                pipe.execute()
-        except REDIS_DOWN_ERRORS as exc:
-            logger.warning("could not publish updates: %s", exc, extra={"ref": updates[0].ref})
 
     def _write(self, ref: str, steps: list[store.Step], *, claim: bool = False) -> list[Update]:
         """Record steps, retrying while the database is down; LeaseLost if the CAS fails."""
@@ -75,8 +69,8 @@ class Processor:
         delay = 0.1
         while True:
             try:
-                with db.connection_context():
-                    updates = store.transition(ref, steps, expect=expect, owner=owner)
+                # Shares a transaction and a publish with the other threads' writes.
+                updates = self.writes.write(store.Transition(ref, steps, expect, owner))
                 break
             except store.DB_DOWN_ERRORS as exc:
                 if claim:
@@ -94,7 +88,6 @@ class Processor:
                 delay = min(delay * 2, 2.0)
         if updates is None:
             raise LeaseLost(ref)
-        self._publish(updates)
         return updates
 
     # -- processing --------------------------------------------------------------------
