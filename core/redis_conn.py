@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 
 import redis
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
@@ -32,6 +34,20 @@ def make_redis(url: str, timeout_s: float, *, read_timeout_s: float | None = Non
         socket_connect_timeout=timeout_s,
         socket_timeout=read_timeout_s if read_timeout_s is not None else timeout_s,
         retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+        health_check_interval=30,
+        decode_responses=True,
+    )
+
+
+def make_async_redis(
+    url: str, timeout_s: float, *, read_timeout_s: float | None = None
+) -> aioredis.Redis:
+    """The redis.asyncio twin of make_redis (same timeouts, same single retry)."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_connect_timeout=timeout_s,
+        socket_timeout=read_timeout_s if read_timeout_s is not None else timeout_s,
+        retry=AsyncRetry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
         health_check_interval=30,
         decode_responses=True,
     )

@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any, Protocol
 
 from core.keys import UPDATES_CHANNEL
+
+_quote = encode_basestring_ascii
 
 
 @dataclass(frozen=True)
@@ -25,6 +29,8 @@ class Update:
     detail: str
     recorded_on: dt.datetime
     order: dict[str, Any]
+    #: `order` already encoded (compact JSON), when the writer has it: encoded once.
+    order_json: str | None = field(default=None, compare=False, repr=False)
 
     @property
     def status(self) -> str:
@@ -35,24 +41,22 @@ class Update:
         return self.status in ("COMPLETED", "CANCELLED")
 
     def to_json(self) -> str:
-        """The wire form published on UPDATES_CHANNEL."""
-        return json.dumps(
-            {
-                "ref": self.ref,
-                "sequence": self.sequence,
-                "event": self.event,
-                "progress": self.progress,
-                "detail": self.detail,
-                "recorded_on": self.recorded_on.isoformat(),
-                "order": self.order,
-            },
-            separators=(",", ":"),
+        """One update record: the document published (in a batch) on UPDATES_CHANNEL."""
+        order = self.order_json
+        if order is None:
+            order = json.dumps(self.order, separators=(",", ":"))
+        # Written out rather than json.dumps of a dict: this runs for every update of every
+        # order. The strings go through the json module's own escaper.
+        return (
+            f'{{"ref":{_quote(self.ref)},"sequence":{self.sequence:d},'
+            f'"event":{_quote(self.event)},"progress":{self.progress:d},'
+            f'"detail":{_quote(self.detail)},"recorded_on":"{self.recorded_on.isoformat()}",'
+            f'"order":{order}}}'
         )
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> Update:
-        """Decode the wire form; raises ValueError (or KeyError) on a malformed message."""
-        data = json.loads(raw)
+    def from_dict(cls, data: dict[str, Any]) -> Update:
+        """Decode one record; raises ValueError, KeyError or TypeError when malformed."""
         return cls(
             ref=str(data["ref"]),
             sequence=int(data["sequence"]),
@@ -63,12 +67,39 @@ class Update:
             order=dict(data["order"]),
         )
 
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Update:
+        """Decode one record from its JSON text."""
+        return cls.from_dict(json.loads(raw))
+
+
+def encode_batch(updates: Sequence[Update]) -> str:
+    """One message for several updates: a JSON array of update records, in order."""
+    return "[" + ",".join(u.to_json() for u in updates) + "]"
+
+
+def decode_batch(raw: str | bytes) -> list[dict[str, Any]]:
+    """The records of a message (an array, or a lone record); ValueError when malformed.
+
+    Returned undecoded into Update objects: a reader decodes only the records it wants.
+    """
+    data = json.loads(raw)
+    if isinstance(data, dict):
+        return [data]
+    if not isinstance(data, list) or not all(isinstance(item, dict) for item in data):
+        raise ValueError("an update message is a JSON array of objects")
+    return data
+
 
 class _Publisher(Protocol):
     def publish(self, channel: str, message: str) -> Any: ...
 
 
-def publish(client: _Publisher, updates: list[Update]) -> None:
-    """Publish updates in order on a sync Redis client or pipeline."""
-    for update in updates:
-        client.publish(UPDATES_CHANNEL, update.to_json())
+def publish(client: _Publisher, updates: Sequence[Update]) -> None:
+    """Publish updates, in order, as one message on a sync or asyncio client or pipeline.
+
+    One message per batch rather than per update: every server process reads every message,
+    and a message costs a reader far more than the bytes in it.
+    """
+    if updates:
+        client.publish(UPDATES_CHANNEL, encode_batch(updates))

@@ -25,7 +25,7 @@ from redis.backoff import NoBackoff
 
 from core.errors import ServerShuttingDown
 from core.keys import UPDATES_CHANNEL
-from core.updates import Update
+from core.updates import Update, decode_batch
 from server.convert import update_message
 
 logger = logging.getLogger(__name__)
@@ -218,17 +218,23 @@ class UpdateHub:
         if not self._watchers:
             return
         try:
-            update = Update.from_json(raw)
-            watchers = self._watchers.get(update.ref)
-            if not watchers:
-                return
-            data = update_message(update).SerializeToString()
-        except (ValueError, KeyError, TypeError) as exc:
+            records = decode_batch(raw)
+        except ValueError as exc:
             logger.warning("ignoring a malformed update message: %s", exc)
             return
-        item = Item(update.sequence, update.terminal, data)
-        for watcher in watchers:
-            watcher.push(item)
+        for record in records:
+            watchers = self._watchers.get(record.get("ref"))  # type: ignore[arg-type]
+            if not watchers:
+                continue
+            try:
+                update = Update.from_dict(record)
+                data = update_message(update).SerializeToString()
+            except (ValueError, KeyError, TypeError) as exc:
+                logger.warning("ignoring a malformed update record: %s", exc)
+                continue
+            item = Item(update.sequence, update.terminal, data)
+            for watcher in watchers:
+                watcher.push(item)
 
     def _subscribed(self) -> None:
         self.subscriptions += 1

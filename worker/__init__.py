@@ -1,1 +1,1 @@
-"""The worker: BRPOPs order refs and places them with the third-party order API."""
+"""The worker: pops order refs off Redis and places them with the third-party order API."""

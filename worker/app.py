@@ -1,7 +1,9 @@
-"""orders-worker: WORKER_CONCURRENCY threads BRPOPping the priority lists, heartbeats, reaper."""
+"""orders-worker: a fetcher, up to WORKER_CONCURRENCY orders in progress, a recorder, a
+heartbeat and a reaper."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import logging
 import os
@@ -10,30 +12,29 @@ import signal
 import socket
 import sys
 import threading
-from collections.abc import Sequence
-from types import FrameType
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
-import redis
-
-from core import keys, store
+from core import claims, store
 from core.domain import OrderStatus
+from core.keys import UPDATES_CHANNEL
 from core.logs import setup_logging
 from core.metrics_http import serve_metrics
 from core.models import Order, close_db, db, init_db, utcnow
-from core.redis_conn import REDIS_DOWN_ERRORS, Reconnect, make_redis
+from core.redis_conn import REDIS_DOWN_ERRORS, make_async_redis, make_redis
 from core.settings import Settings, SettingsError
-from core.updates import Update, publish
+from core.updates import Update, encode_batch
 from worker import metrics
+from worker.fetcher import POP_TIMEOUT_S, Fetcher, Slots
 from worker.processor import Processor
 from worker.reaper import Reaper
+from worker.recorder import Recorder
 from worker.thirdparty import ThirdPartyClient
-from worker.writes import WriteCombiner
+
+T = TypeVar("T")
 
 logger = logging.getLogger(__name__)
-
-#: BRPOP timeout: short, so a thread notices the stop event within a second. A timeout
-#: cannot be told from an unreachable host by BRPOP alone; the socket timeout (longer) can.
-BRPOP_TIMEOUT_S = 1
 
 
 def new_worker_id() -> str:
@@ -42,130 +43,147 @@ def new_worker_id() -> str:
 
 
 class Worker:
-    """A worker process: consumer threads, a heartbeat renewing held leases, and a reaper."""
+    """A worker process. On its event loop: a fetcher claiming refs, one task per order in
+    progress (WORKER_CONCURRENCY at most) calling the third party, and a recorder writing
+    the outcomes; on threads: the database work, a heartbeat renewing held leases, a reaper."""
 
     def __init__(self, settings: Settings, worker_id: str | None = None) -> None:
         self.settings = settings
         self.worker_id = worker_id or new_worker_id()
         self.held: set[str] = set()
         self.held_lock = threading.Lock()
-        self.reconnect = Reconnect("worker", initial_s=0.1, cap_s=2.0)
-        self.db_backoff = DbBackoff()
-        self.publisher = make_redis(settings.redis_url, settings.redis_timeout_s)
-        self.writes = WriteCombiner(self._publish)
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.stopping = False
+        self._stop: asyncio.Event | None = None
+        self._thread_stop = threading.Event()
 
-    def run(self, stop_event: threading.Event) -> None:
-        """Consume until stop_event is set, then finish (or hand back) what is held."""
-        threads = [
-            threading.Thread(target=self._consume, args=(stop_event,), name=f"consumer-{i}")
-            for i in range(self.settings.worker_concurrency)
-        ]
-        heartbeat_stop = threading.Event()
-        heartbeat = threading.Thread(
-            target=self._heartbeat, args=(heartbeat_stop,), name="heartbeat", daemon=True
+    def stop(self) -> None:
+        """Stop taking refs; run() returns once the orders in progress are recorded."""
+        self.stopping = True
+        self._thread_stop.set()
+        if self._stop is not None:
+            self._stop.set()
+
+    async def run(self) -> None:
+        """Consume until stop(), then finish (or hand back) what is held."""
+        settings = self.settings
+        loop = asyncio.get_running_loop()
+        stop = self._stop = asyncio.Event()
+        if self.stopping:
+            stop.set()
+        # One thread for every database write of the process: the batches keep it busy, and
+        # one thread is one GIL contender.
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="orders-db")
+
+        async def run_db(fn: Callable[..., T], *args: object) -> T:
+            return await loop.run_in_executor(executor, _in_connection, fn, *args)
+
+        pop_client = make_async_redis(
+            settings.redis_url,
+            settings.redis_timeout_s,
+            read_timeout_s=POP_TIMEOUT_S + settings.redis_timeout_s + 1,
         )
-        reaper_client = make_redis(self.settings.redis_url, self.settings.redis_timeout_s)
-        reaper = threading.Thread(
-            target=Reaper(
-                self.settings, self.worker_id, reaper_client, self.held, self.held_lock
-            ).run,
-            args=(stop_event,),
-            name="reaper",
-            daemon=True,
+        self.publisher = make_async_redis(settings.redis_url, settings.redis_timeout_s)
+        third_party = ThirdPartyClient(
+            settings.third_party_url,
+            settings.third_party_connect_timeout_s,
+            settings.third_party_timeout_s,
+            settings.worker_concurrency,
         )
-        heartbeat.start()
-        reaper.start()
-        for thread in threads:
-            thread.start()
-        logger.info("worker started", extra={"worker": self.worker_id, "concurrency": len(threads)})
-        for thread in threads:
-            thread.join()
-        heartbeat_stop.set()
-        heartbeat.join(timeout=5)
-        reaper.join(timeout=5)
-        reaper_client.close()
-        self.publisher.close()
+        await third_party.start()
+        recorder = Recorder(self.worker_id, run_db, self._publish, self._forget)
+        processor = Processor(settings, self.worker_id, self.publisher, recorder, third_party, stop)
+        slots = Slots(settings.worker_concurrency)
+
+        def dispatch(claimed: claims.Claimed) -> None:
+            task = loop.create_task(self._process(processor, claimed))
+            self.tasks.add(task)
+
+            def done(task: asyncio.Task[None]) -> None:
+                self.tasks.discard(task)
+                slots.give(1)
+
+            task.add_done_callback(done)
+
+        fetcher = Fetcher(
+            pop_client,
+            self.worker_id,
+            settings.order_lease_seconds,
+            slots,
+            run_db,
+            self._hold,
+            self._publish,
+            dispatch,
+        )
+        threads = self._start_threads()
+        recorder.start()
+        logger.info(
+            "worker started",
+            extra={"worker": self.worker_id, "concurrency": settings.worker_concurrency},
+        )
+        try:
+            await fetcher.run(stop)
+        finally:
+            if self.tasks:
+                await asyncio.gather(*self.tasks, return_exceptions=True)
+            await recorder.close()
+            await third_party.close()
+            await pop_client.aclose()
+            await self.publisher.aclose()
+            self._thread_stop.set()
+            for thread in threads:
+                thread.join(timeout=5)
+            executor.shutdown(wait=True)
         logger.info(
             "worker stopped",
             extra={
                 "worker": self.worker_id,
-                "write_rounds": self.writes.rounds,
-                "writes": self.writes.changes,
+                "write_rounds": recorder.rounds,
+                "writes": recorder.changes,
             },
         )
 
-    def _consume(self, stop_event: threading.Event) -> None:
-        client = make_redis(
-            self.settings.redis_url,
-            self.settings.redis_timeout_s,
-            read_timeout_s=BRPOP_TIMEOUT_S + self.settings.redis_timeout_s + 1,
-        )
-        third_party = ThirdPartyClient(
-            self.settings.third_party_url,
-            self.settings.third_party_connect_timeout_s,
-            self.settings.third_party_timeout_s,
-        )
-        processor = Processor(
+    def _start_threads(self) -> list[threading.Thread]:
+        reaper = Reaper(
             self.settings,
             self.worker_id,
-            client,
-            self.writes,
-            third_party,
-            stop_event,
+            make_redis(self.settings.redis_url, self.settings.redis_timeout_s),
             self.held,
             self.held_lock,
         )
-        try:
-            while not stop_event.is_set():
-                try:
-                    item = client.brpop(keys.queue_keys(), timeout=BRPOP_TIMEOUT_S)
-                except REDIS_DOWN_ERRORS as exc:
-                    stop_event.wait(self.reconnect.failed(exc))
-                    continue
-                self.reconnect.succeeded()
-                if item is None:
-                    continue
-                ref = str(item[1])
-                if stop_event.is_set():
-                    # Popped as the stop came: not ours to start any more.
-                    self._hand_back(client, str(item[0]), ref, "worker stopping")
-                    break
-                if not self._process(processor, ref):
-                    self._hand_back(client, str(item[0]), ref, "database unavailable")
-                    stop_event.wait(self.db_backoff.failed())
-                else:
-                    self.db_backoff.succeeded()
-        finally:
-            third_party.close()
-            client.close()
+        threads = [
+            threading.Thread(
+                target=self._heartbeat, args=(self._thread_stop,), name="heartbeat", daemon=True
+            ),
+            threading.Thread(
+                target=reaper.run, args=(self._thread_stop,), name="reaper", daemon=True
+            ),
+        ]
+        for thread in threads:
+            thread.start()
+        return threads
 
-    def _hand_back(self, client: redis.Redis, key: str, ref: str, why: str) -> None:
-        """Put an unclaimed ref back at the head of its list (the reaper covers a failure)."""
+    async def _process(self, processor: Processor, claimed: claims.Claimed) -> None:
         try:
-            client.rpush(key, ref)
-            logger.info("ref handed back unclaimed: %s", why, extra={"ref": ref})
-        except REDIS_DOWN_ERRORS as exc:
-            logger.error("could not hand back ref (%s): %s", why, exc, extra={"ref": ref})
-
-    def _process(self, processor: Processor, ref: str) -> bool:
-        """Process one ref; False when the claim could not reach the database."""
-        try:
-            processor.process_one(ref)
-        except store.DB_DOWN_ERRORS as exc:
-            # Nothing was claimed (or a claim whose reply was lost, which the reaper recovers
-            # when its lease expires): the order is PENDING and goes back on its list.
-            logger.error("database unavailable, cannot claim: %s", exc, extra={"ref": ref})
-            return False
+            await processor.process(claimed)
         except Exception:
+            # Let the lease run out: the reaper gives the order to a healthy worker.
+            ref = claimed.order.ref
             logger.exception("unexpected error processing order", extra={"ref": ref})
-        return True
+            self._forget(ref)
 
-    def _publish(self, updates: Sequence[Update]) -> None:
+    def _hold(self, refs: Sequence[str]) -> None:
+        with self.held_lock:
+            self.held.update(refs)
+
+    def _forget(self, ref: str) -> None:
+        with self.held_lock:
+            self.held.discard(ref)
+
+    async def _publish(self, updates: Sequence[Update]) -> None:
         """Publish after the commit; pub/sub is at most once, the stored trail is the truth."""
         try:
-            with self.publisher.pipeline(transaction=False) as pipe:
-                publish(pipe, list(updates))
-                pipe.execute()
+            await self.publisher.publish(UPDATES_CHANNEL, encode_batch(updates))
         except REDIS_DOWN_ERRORS as exc:
             logger.warning("could not publish updates: %s", exc, extra={"ref": updates[0].ref})
 
@@ -197,22 +215,9 @@ class Worker:
                 wait = min(interval, 0.5)
 
 
-class DbBackoff:
-    """Spaces out claims while the database is down (shared by the consumer threads)."""
-
-    def __init__(self, initial_s: float = 0.2, cap_s: float = 5.0) -> None:
-        self.initial_s = initial_s
-        self.cap_s = cap_s
-        self.delay_s = 0.0
-        self.lock = threading.Lock()
-
-    def failed(self) -> float:
-        with self.lock:
-            self.delay_s = min(max(self.delay_s * 2, self.initial_s), self.cap_s)
-            return self.delay_s
-
-    def succeeded(self) -> None:
-        self.delay_s = 0.0
+def _in_connection(fn: Callable[..., T], *args: object) -> T:
+    with db.connection_context():
+        return fn(*args)
 
 
 def main() -> None:
@@ -224,24 +229,28 @@ def main() -> None:
         raise SystemExit(2) from None
     setup_logging(settings.log_format, settings.log_level)
     init_db(settings.database_url, settings.db_pool_size, lock_timeout_s=settings.db_lock_timeout_s)
-    stop = threading.Event()
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        if stop.is_set():
-            logger.warning("second signal, exiting now")
-            os._exit(1)
-        logger.info(
-            "stopping: finishing held orders", extra={"signal": signal.Signals(signum).name}
-        )
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
     worker = Worker(settings)
     if settings.worker_metrics_port is not None:
         metrics.set_in_progress_source(lambda: len(worker.held))
         serve_metrics(settings.host, settings.worker_metrics_port)
     try:
-        worker.run(stop)
+        asyncio.run(_serve(worker))
     finally:
         close_db()
+
+
+async def _serve(worker: Worker) -> None:
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: int) -> None:
+        if worker.stopping:
+            logger.warning("second signal, exiting now")
+            os._exit(1)
+        logger.info(
+            "stopping: finishing held orders", extra={"signal": signal.Signals(signum).name}
+        )
+        worker.stop()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await worker.run()

@@ -8,7 +8,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import requests
+import aiohttp
+import yarl
 
 from worker import metrics
 
@@ -54,49 +55,53 @@ def order_body(order: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _error_text(response: requests.Response) -> str:
+def _error_text(data: bytes) -> str:
     try:
-        data = response.json()
+        body = json.loads(data)
     except ValueError:
-        return response.text.strip()[:200]
-    if isinstance(data, dict):
+        return data.decode("utf-8", "replace").strip()[:200]
+    if isinstance(body, dict):
         for key in ("error", "message", "detail"):
-            if isinstance(data.get(key), str):
-                return str(data[key])[:200]
-    return json.dumps(data)[:200]
+            if isinstance(body.get(key), str):
+                return str(body[key])[:200]
+    return json.dumps(body)[:200]
 
 
 class ThirdPartyClient:
-    """One per worker thread: the connection pool and request template are not shared.
+    """One per worker process: an aiohttp session keeping up to `concurrency` connections alive.
 
-    Sends through requests' HTTPAdapter with a request prepared once: requests' Session path
-    (cookies, environment merging, hooks, URL parsing) cost 563 us of CPU a call here against
-    274 us for the adapter alone; the wire request is the same.
+    Every call of the process shares one event loop, so a call costs no thread switch. Measured
+    here with 8 calls in flight against orders-fundhouse: 89 us of CPU a call, against 264 us
+    for urllib3 from 8 threads and 520 us for requests.Session (GIL hand-offs and requests'
+    per-call machinery); the bytes on the wire are the same. A keep-alive connection the
+    server closed is seen (EOF) by the loop and dropped from the pool before it is reused.
     """
 
-    def __init__(self, base_url: str, connect_timeout_s: float, read_timeout_s: float) -> None:
-        self.url = f"{base_url.rstrip('/')}/orders"
-        self.timeout = (connect_timeout_s, read_timeout_s)
-        self.adapter = requests.adapters.HTTPAdapter(
-            pool_connections=1, pool_maxsize=4, max_retries=0
+    def __init__(
+        self, base_url: str, connect_timeout_s: float, read_timeout_s: float, concurrency: int
+    ) -> None:
+        # Parsed once: aiohttp would parse a str URL on every call.
+        self.url = yarl.URL(f"{base_url.rstrip('/')}/orders")
+        self.timeout = aiohttp.ClientTimeout(
+            total=None, sock_connect=connect_timeout_s, sock_read=read_timeout_s
         )
-        self.template = requests.Request(
-            "POST", self.url, headers={"Content-Type": "application/json"}
-        ).prepare()
+        self.concurrency = concurrency
+        self._session: aiohttp.ClientSession | None = None
 
-    def _request(self, ref: str, body: bytes) -> requests.PreparedRequest:
-        request = self.template.copy()
-        request.body = body
-        assert request.headers is not None
-        request.headers["Content-Length"] = str(len(body))
-        request.headers["Idempotency-Key"] = ref
-        return request
+    async def start(self) -> None:
+        """Open the session (it needs the running loop)."""
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self.concurrency, limit_per_host=0),
+            timeout=self.timeout,
+            # Orders are independent: no cookie of one call is sent with the next.
+            cookie_jar=aiohttp.DummyCookieJar(),
+        )
 
-    def place(self, order: dict[str, Any]) -> Placement:
+    async def place(self, order: dict[str, Any]) -> Placement:
         """POST the order with Idempotency-Key = its ref; raise a ThirdPartyError if not placed."""
         started, result = time.perf_counter(), "unavailable"
         try:
-            placement = self._post(order)
+            placement = await self._post(order)
             result = "placed"
             return placement
         except ThirdPartyRejected:
@@ -106,27 +111,36 @@ class ThirdPartyClient:
             metrics.THIRD_PARTY_ATTEMPTS.labels(result).inc()
             metrics.THIRD_PARTY_DURATION.labels(result).observe(time.perf_counter() - started)
 
-    def _post(self, order: dict[str, Any]) -> Placement:
+    async def _post(self, order: dict[str, Any]) -> Placement:
+        assert self._session is not None, "start() first"
         ref = order["order_ref_no"]
+        body = json.dumps(order_body(order), separators=(",", ":")).encode()
         try:
-            body = json.dumps(order_body(order), separators=(",", ":")).encode()
-            response = self.adapter.send(self._request(ref, body), timeout=self.timeout)
-            content = response.content  # read here: a body cut short is a connection error
-        except requests.Timeout as exc:
+            async with self._session.post(
+                self.url,
+                data=body,
+                headers={"Content-Type": "application/json", "Idempotency-Key": ref},
+                allow_redirects=False,
+            ) as response:
+                code = response.status
+                # Read here: a body cut short is a connection error, not an answer.
+                data = await response.read()
+        except TimeoutError as exc:
             raise ThirdPartyUnavailable(f"timeout: {type(exc).__name__}") from exc
-        except requests.RequestException as exc:
+        except (aiohttp.ClientError, OSError) as exc:
             raise ThirdPartyUnavailable(f"connection error: {type(exc).__name__}") from exc
-        code = response.status_code
         if 200 <= code < 300:
             try:
-                confirmation = json.loads(content)["confirmationId"]
+                confirmation = json.loads(data)["confirmationId"]
             except (ValueError, KeyError, TypeError):
                 raise ThirdPartyUnavailable(f"HTTP {code} without confirmationId", code) from None
             return Placement(str(confirmation), code)
-        reason = f"HTTP {code}: {_error_text(response)}"
+        reason = f"HTTP {code}: {_error_text(data)}"
         if code in RETRYABLE_4XX or code >= 500:
             raise ThirdPartyUnavailable(reason, code)
         raise ThirdPartyRejected(reason, code)
 
-    def close(self) -> None:
-        self.adapter.close()
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
