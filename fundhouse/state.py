@@ -40,7 +40,7 @@ class Decision:
 
 @dataclass
 class Fundhouse:
-    """Thread-safe: the HTTP server answers each connection in a thread of its own."""
+    """Thread-safe with a lock; the asyncio front calls it from its one thread, tests from any."""
 
     behaviour: Behaviour = field(default_factory=Behaviour)
     seed: int | None = None
