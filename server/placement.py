@@ -182,11 +182,15 @@ class OrderPlacer:
         for new in entries:
             by_priority.setdefault(new.priority, []).append(new.ref)
         try:
-            with self.redis.pipeline(transaction=False) as pipe:
-                for priority, refs in by_priority.items():
-                    # LPUSH k r1 r2 is LPUSH k r1 then LPUSH k r2: r1 is popped first.
-                    pipe.lpush(keys.queue_key(priority), *refs)
-                pipe.execute()
+            # LPUSH k r1 r2 is LPUSH k r1 then LPUSH k r2: r1 is popped first.
+            if len(by_priority) == 1:
+                ((priority, refs),) = by_priority.items()
+                self.redis.lpush(keys.queue_key(priority), *refs)
+            else:
+                with self.redis.pipeline(transaction=False) as pipe:
+                    for priority, refs in by_priority.items():
+                        pipe.lpush(keys.queue_key(priority), *refs)
+                    pipe.execute()
         except REDIS_DOWN_ERRORS as exc:
             self.reconnect.failed(exc)
             error: Exception = exc
