@@ -23,6 +23,7 @@ from core.logs import setup_logging
 from core.metrics_http import serve_metrics
 from core.models import Order, close_db, db, init_db, utcnow
 from core.redis_conn import REDIS_DOWN_ERRORS, make_async_redis, make_redis
+from core.runtime import tune_gc
 from core.settings import Settings, SettingsError
 from core.updates import Update, encode_batch
 from worker import metrics
@@ -33,6 +34,10 @@ from worker.recorder import Recorder
 from worker.thirdparty import ThirdPartyClient
 
 T = TypeVar("T")
+
+#: Orders a process holds per call it may have in flight (WORKER_CONCURRENCY): the second is
+#: claimed and ready the moment a call ends (see worker/fetcher.py).
+HELD_PER_CALL = 2
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +97,11 @@ class Worker:
         )
         await third_party.start()
         recorder = Recorder(self.worker_id, run_db, self._publish, self._forget)
-        processor = Processor(settings, self.worker_id, self.publisher, recorder, third_party, stop)
-        slots = Slots(settings.worker_concurrency)
+        calls = asyncio.Semaphore(settings.worker_concurrency)
+        processor = Processor(
+            settings, self.worker_id, self.publisher, recorder, third_party, stop, calls
+        )
+        slots = Slots(HELD_PER_CALL * settings.worker_concurrency)
 
         def dispatch(claimed: claims.Claimed) -> None:
             task = loop.create_task(self._process(processor, claimed))
@@ -126,6 +134,7 @@ class Worker:
         finally:
             if self.tasks:
                 await asyncio.gather(*self.tasks, return_exceptions=True)
+            await fetcher.drain()
             await recorder.close()
             await third_party.close()
             await pop_client.aclose()
@@ -253,4 +262,5 @@ async def _serve(worker: Worker) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
+    tune_gc()
     await worker.run()

@@ -42,8 +42,11 @@ class Processor:
         recorder: Recorder,
         third_party: ThirdPartyClient,
         stop_event: asyncio.Event,
+        calls: asyncio.Semaphore,
     ) -> None:
         self.settings = settings
+        #: Third-party calls in flight, at most WORKER_CONCURRENCY (a backoff holds none).
+        self.calls = calls
         self.worker_id = worker_id
         self.redis = client
         self.recorder = recorder
@@ -112,7 +115,8 @@ class _Order:
                             raise _Stopping
                     number = attempts_done + attempt.retry_state.attempt_number
                     try:
-                        placement = await self.p.third_party.place(order)
+                        async with self.p.calls:
+                            placement = await self.p.third_party.place(order)
                     except ThirdPartyError as exc:
                         self.pending = [_attempt_step(number, f"failed: {exc.reason}")]
                         logger.info(
