@@ -36,8 +36,38 @@ def wait_port(port: int, timeout: float = 30, proc: subprocess.Popen[bytes] | No
 
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (Linux /proc)."""
+    return sum(cpu_split(pid))
+
+
+def cpu_split(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far, in clock ticks of 10 ms."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    return int(fields[11]) / CLOCK_TICKS, int(fields[12]) / CLOCK_TICKS
+
+
+class CpuMeter:
+    """CPU per unit of work of several processes between start() and per_unit(n)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start_at = {name: cpu_split(pid) for name, pid in pids.items()}
+
+    def per_unit(self, units: int) -> dict[str, dict[str, float]]:
+        """{process: {user_us, sys_us, total_us}} per unit (a process gone reads as 0)."""
+        out: dict[str, dict[str, float]] = {}
+        for name, pid in self.pids.items():
+            try:
+                user, system = cpu_split(pid)
+            except FileNotFoundError:
+                continue
+            u0, s0 = self.start_at[name]
+            scale = 1e6 / max(units, 1)
+            out[name] = {
+                "user_us": (user - u0) * scale,
+                "sys_us": (system - s0) * scale,
+                "total_us": (user - u0 + system - s0) * scale,
+            }
+        return out
 
 
 def rss_mib(pid: int) -> float:

@@ -12,10 +12,13 @@ from typing import TYPE_CHECKING, Any
 from bench.procs import BIN
 
 if TYPE_CHECKING:
-    from bench.run import Bench
+    from bench.stack import Bench
 
 LEASE_S = 5
-HELD = 8
+CONCURRENCY = 8
+#: A worker holds up to 2 x WORKER_CONCURRENCY orders: as many calls in flight, as many claimed
+#: and waiting. Both kinds are held when it is killed.
+HELD = 2 * CONCURRENCY
 
 
 def _processing(url: str) -> int:
@@ -37,7 +40,7 @@ def set_latency(base_url: str, latency_ms: float) -> None:
 
 
 def one(bench: Bench) -> dict[str, Any]:
-    from bench.run import loadgen
+    from bench.stack import loadgen
 
     with bench.database("sqlite") as url:
         assert url is not None
@@ -52,15 +55,16 @@ def one(bench: Bench) -> dict[str, Any]:
         try:
             fundhouse = bench.start_fundhouse(procs, 3000)
             addr = bench.start_servers(procs)
-            bench.start_workers(procs, 1, concurrency=HELD)
+            bench.start_workers(procs, 1, concurrency=CONCURRENCY)
             loadgen("place", addr, concurrency=HELD, count=HELD)
             deadline = time.monotonic() + 30
             while _processing(url) < HELD:
                 if time.monotonic() > deadline:
                     raise RuntimeError("orders never all PROCESSING")
                 time.sleep(0.01)
-            # Every order is now held mid-call (3 s third party): kill its worker, then a
-            # fresh worker comes up and its reaper takes over once the leases expire.
+            # Every order is now held, half of them mid-call (3 s third party): kill the
+            # worker, then a fresh worker comes up and its reaper takes over once the leases
+            # expire.
             killed = time.monotonic()
             procs.stop("worker0", signal.SIGKILL)
             set_latency(fundhouse, 0)

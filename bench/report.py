@@ -5,25 +5,69 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.targets import median, targets
+
+#: The issue's reference figures (2 cores, Redis 7.0, Python 3.11: another machine of this kind).
+REFERENCE = [
+    ("Dramatiq 2.2", "1,975", "3,870", "6.3"),
+    ("Huey 3.5", "1,376", "3,150", "3.0"),
+    ("BullMQ, Python port 3.4", "1,355", "1,950", "26"),
+    ("Celery 5.7 (threads)", "488", "1,171", "9.0"),
+    ("arq 0.28 (poll 10 ms)", "1,133", "1,384", "17"),
+    ("RQ 2.x (SimpleWorker / pool of 8)", "143", "422", "57"),
+    ("BullMQ for Node 6.7", "9,281", "8,321", "24"),
+    ("a bare BRPOP loop in Python, 8 threads", "10,839", "12,279", "1"),
+]
+
 
 def fig(value: dict[str, float] | None, fmt: str = "{:,.0f}") -> str:
-    if not value:
+    if not value or "median" not in value:
         return "n/a"
     return f"{fmt.format(value['median'])} ({fmt.format(value['min'])}..{fmt.format(value['max'])})"
 
 
-def ratio(a: dict[str, float] | None, b: dict[str, float] | None) -> str:
-    if not a or not b or not b["median"]:
-        return "n/a"
-    return f"{a['median'] / b['median']:.2f}"
+def ms(value: dict[str, float] | None) -> str:
+    return fig(value, "{:,.2f}")
+
+
+def ratio(a: float | None, b: float | None, fmt: str = "{:.2f}") -> str:
+    return fmt.format(a / b) if a is not None and b else "n/a"
+
+
+def _median_run(row: dict[str, Any]) -> dict[str, Any]:
+    runs = sorted(row.get("runs") or [{}], key=lambda r: r.get("rate", 0))
+    return runs[len(runs) // 2]
+
+
+def _cpu_text(cpu: dict[str, dict[str, float]]) -> str:
+    return ", ".join(f"{name} {v['total_us']:,.0f}" for name, v in cpu.items())
+
+
+def _error(row: Any) -> str | None:
+    return str(row["error"]) if isinstance(row, dict) and "error" in row else None
 
 
 def write_report(results: dict[str, Any], path: Path) -> None:
     rows = results["rows"]
     meta = results.get("meta", {})
-    ceil = rows.get("ceilings", {})
-    empty = ceil.get("empty_rpc", {})
-    lines = [
+    lines = _head(meta)
+    lines += _ceilings(rows.get("ceilings") or {})
+    lines += _peers(rows)
+    lines += _place(rows)
+    lines += _e2e(rows)
+    lines += _fanout(rows.get("fanout") or {})
+    lines += _recovery(rows.get("recovery") or {})
+    lines += _scaling(rows.get("scaling") or {})
+    lines += _gateway(rows.get("gateway") or {})
+    lines += _profile(rows.get("profile") or {})
+    lines += ["", "## Targets (issue 6)", "", "| target | measured | met |", "|---|---|---|"]
+    lines += [f"| {t} | {m} | {'yes' if ok else '**no**'} |" for t, m, ok in targets(rows)]
+    lines += _reference()
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _head(meta: dict[str, Any]) -> list[str]:
+    return [
         "# Benchmarks",
         "",
         f"Measured {meta.get('date', '?')} by `make bench` "
@@ -32,157 +76,235 @@ def write_report(results: dict[str, Any], path: Path) -> None:
         "",
         f"- machine: {meta.get('machine', '?')}",
         f"- Python {meta.get('python')}, grpcio {meta.get('grpcio')}, redis-py "
-        f"{meta.get('redis_py')}, peewee {meta.get('peewee')}, SQLite {meta.get('sqlite')}",
+        f"{meta.get('redis_py')}, aiohttp {meta.get('aiohttp')}, peewee {meta.get('peewee')}, "
+        f"SQLite {meta.get('sqlite')}, Dramatiq {meta.get('dramatiq')}",
         f"- {meta.get('redis_server', '')}; {meta.get('postgresql', '')}",
         f"- settings: {meta.get('settings', '')}",
         "",
-        "Rerun: `make bench` (about 8 minutes on 2 cores; `FULL=1 make bench` for the whole "
-        "matrix). Raw figures: `bench/results.json`.",
+        "Rerun: `make bench` (about 15 minutes on 2 cores; `FULL=1 make bench` for 5 runs per "
+        "figure and more configurations). Raw figures, every run: `bench/results.json`. One row: "
+        "the `row()` functions of the bench modules (e.g. `bench/e2e.py`).",
+    ]
+
+
+def _ceilings(ceil: dict[str, Any]) -> list[str]:
+    lines = [
         "",
         "## 1. Ceilings (same run)",
         "",
         "| what | rate /s | p50 ms | p99 ms |",
         "|---|---|---|---|",
     ]
-    for c, r in empty.items():
-        lines.append(
-            f"| empty unary RPC, bare grpc.aio, {c} in flight | {fig(r.get('rate'))} | "
-            f"{fig(r.get('p50_ms'), '{:.2f}')} | {fig(r.get('p99_ms'), '{:.2f}')} |"
-        )
+    for kind, name in (("empty_rpc", "bare grpc.aio"), ("empty_rpc_sync", "bare sync, 8 threads")):
+        for c, r in (ceil.get(kind) or {}).items():
+            lines.append(
+                f"| empty unary RPC, {name}, {c} in flight | {fig(r.get('rate'))} | "
+                f"{ms(r.get('p50_ms'))} | {ms(r.get('p99_ms'))} |"
+            )
     if "redis_rtt" in ceil:
         lines.append(
             f"| Redis LPUSH+BRPOP round trip, one Python process | "
             f"{fig(ceil['redis_rtt'].get('rate'))} | | |"
         )
-    lines += [
+    return lines
+
+
+def _peers(rows: dict[str, Any]) -> list[str]:
+    lines = []
+    for key, name in (("0ms/1w", "1 process x 8 threads"), ("0ms/2w", "2 processes x 8")):
+        r = (rows.get("e2e") or {}).get(key) or {}
+        text = _error(r) or fig(r.get("peer_rate"))
+        lines.append(
+            f"| Dramatiq no-op drain of 20,000 jobs, {name} (before each e2e {key} run) | "
+            f"{text} | | |"
+        )
+    return lines
+
+
+def _place(rows: dict[str, Any]) -> list[str]:
+    lines = [
         "",
-        "## 2. PlaceOrder",
+        "## 2. PlaceOrder (no worker running)",
         "",
-        "| db | in flight | accepted /s | ratio to empty RPC | p50 ms | p99 ms | p99.9 ms "
-        "| p99 / empty p99 | server CPU µs/order |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "Each PlaceOrder run follows empty-RPC runs at the same concurrency; the ratios are "
+        "taken run by run: accepted/s over the faster bare server's calls/s, p99 over the bare "
+        "grpc.aio server's p99.",
+        "",
+        "| db | in flight | accepted /s | / empty RPC rate | p50 ms | p99 ms | p99.9 ms "
+        "| p99 / empty p99 | server CPU µs/order | client CPU µs/call |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for kind, per in (rows.get("place") or {}).items():
-        if not per:
-            lines.append(f"| {kind} | n/a (not reachable) | | | | | | | |")
+        if not per or _error(per):
+            lines.append(f"| {kind} | {_error(per) or 'n/a (not reachable)'} | | | | | | | | |")
             continue
         for c, r in per.items():
-            e = empty.get(c, {})
-            p99_ratio = ratio(r.get("p99_ms"), e.get("p99_ms"))
             lines.append(
-                f"| {kind} | {c} | {fig(r.get('rate'))} | {ratio(r.get('rate'), e.get('rate'))} "
-                f"| {fig(r.get('p50_ms'), '{:.2f}')} | {fig(r.get('p99_ms'), '{:.2f}')} | "
-                f"{fig(r.get('p999_ms'), '{:.2f}')} | {p99_ratio} | "
-                f"{fig(r.get('server_cpu_us_per_order'))} |"
+                f"| {kind} | {c} | {fig(r.get('rate'))} | {fig(r.get('rate_ratio'), '{:.2f}')} | "
+                f"{ms(r.get('p50_ms'))} | {ms(r.get('p99_ms'))} | {ms(r.get('p999_ms'))} | "
+                f"{fig(r.get('p99_ratio'), '{:.2f}')} | "
+                f"{fig(r.get('server_cpu_us_per_order'))} | "
+                f"{fig(r.get('client_cpu_us_per_call'))} |"
             )
-    lines += [
+    return lines
+
+
+def _e2e(rows: dict[str, Any]) -> list[str]:
+    lines = [
         "",
-        "## 3. End to end (PlaceOrder to COMPLETED)",
+        "## 3. End to end (PlaceOrder to COMPLETED, SQLite unless named)",
         "",
-        "| configuration | orders/s | CPU µs per order by process (median run) |",
-        "|---|---|---|",
+        "Orders/s: the orders over the time from the first one's creation to the last one's "
+        "last change, as the database recorded them. The load generator places them at 64 in "
+        "flight while the workers drain them.",
+        "",
+        "| configuration | orders/s | compared with | PlaceOrder /s meanwhile | CPU µs per order "
+        "by process (median run) |",
+        "|---|---|---|---|---|",
     ]
     for name, r in (rows.get("e2e") or {}).items():
-        if not r:
-            lines.append(f"| {name} | n/a | |")
+        if not r or _error(r):
+            lines.append(f"| {name} | {_error(r) or 'n/a'} | | | |")
             continue
-        runs = sorted(r["runs"], key=lambda x: x["rate"])
-        cpu = runs[len(runs) // 2].get("cpu_us_per_order", {})
-        cpu_text = ", ".join(f"{k} {v:,.0f}" for k, v in cpu.items())
-        lines.append(f"| {name} | {fig(r.get('rate'))} | {cpu_text} |")
-    lines += ["", "## Targets (issue 6)", "", "| target | measured | met |", "|---|---|---|"]
-    lines += [f"| {t} | {m} | {'yes' if ok else 'no'} |" for t, m, ok in targets(rows)]
-    for key in ("fanout", "recovery", "scaling", "notes"):
-        section = rows.get(key)
-        if section:
-            lines += ["", f"## {key}", "", "```", _pretty(section), "```"]
-    path.write_text("\n".join(lines) + "\n")
-
-
-def _pretty(value: Any, indent: int = 0) -> str:
-    pad = "  " * indent
-    if isinstance(value, dict):
-        if set(value) == {"median", "min", "max"}:
-            return fig(value, "{:,.2f}")
-        parts = []
-        for k, v in value.items():
-            if k == "runs":
-                continue
-            inner = _pretty(v, indent + 1)
-            parts.append(f"{pad}{k}:" + (f"\n{inner}" if "\n" in inner else f" {inner.strip()}"))
-        return "\n".join(parts)
-    return f"{pad}{value}"
-
-
-def _median(value: Any, *path: str) -> float | None:
-    for key in path:
-        if not isinstance(value, dict) or key not in value or value[key] is None:
-            return None
-        value = value[key]
-    return float(value["median"]) if isinstance(value, dict) and "median" in value else None
-
-
-def targets(rows: dict[str, Any]) -> list[tuple[str, str, bool]]:
-    """The issue's targets against this run's medians (ratios hold on any machine)."""
-    out: list[tuple[str, str, bool]] = []
-    e2e = _median(rows, "e2e", "0ms/1w", "rate")
-    if e2e is not None:
-        out.append(
-            (
-                "end to end, 0 ms third party, 1 worker x 8 >= 1,975 orders/s (Dramatiq's "
-                "no-op drain, reference machine)",
-                f"{e2e:,.0f}/s",
-                e2e >= 1975,
-            )
+        rate = median(r, "rate")
+        if name.startswith("0ms") and r.get("peer_ratio"):
+            workers = name.split("/")[1].rstrip("w")
+            against = f"{fig(r.get('peer_ratio'), '{:.2f}')} x Dramatiq {workers} x 8, run by run"
+        elif name.startswith("50ms"):
+            workers = name.split("/")[1].rstrip("w")
+            against = f"{ratio(rate, int(workers) * 8 / 0.05)} x concurrency / 0.05 s"
+        else:
+            against = ""
+        cpu = _median_run(r).get("cpu_us_per_order", {})
+        lines.append(
+            f"| {name} | {fig(r.get('rate'))} | {against} | {fig(r.get('place_rate'))} | "
+            f"{_cpu_text(cpu)} |"
         )
-    place = _median(rows, "place", "sqlite", "64", "rate")
-    empty = _median(rows, "ceilings", "empty_rpc", "64", "rate")
-    if place and empty:
-        out.append(
-            (
-                "PlaceOrder accepted/s at 64 in flight >= 50% of the empty RPC",
-                f"{place / empty:.0%}",
-                place / empty >= 0.5,
-            )
+    return lines
+
+
+def _fanout(rows: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## 4. WatchOrder fan-out on one server process",
+        "",
+        "The orders are placed with no worker running, every stream gets its first message, "
+        "then one worker drains the orders at full speed (0 ms third party). Delay: from the "
+        "terminal update's recorded_on (taken by the worker before its commit) to the watcher "
+        "reading it, over every stream.",
+        "",
+        "| streams | per order | orders | got the terminal update | p50 ms | p99 ms | p99.9 ms "
+        "| server RSS MiB idle -> open |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, r in rows.items():
+        if _error(r):
+            lines.append(f"| {name} | {_error(r)} | | | | | | |")
+            continue
+        run = _median_run(r)
+        lines.append(
+            f"| {run.get('streams')} | {run.get('streams_per_order')} | {run.get('orders')} | "
+            f"{fig(r.get('terminal_share'), '{:.1%}')} | {ms(r.get('p50_ms'))} | "
+            f"{ms(r.get('p99_ms'))} | {ms(r.get('p999_ms'))} | "
+            f"{fig(r.get('server_rss_mib_idle'))} -> {fig(r.get('server_rss_mib_open'))} |"
         )
-    for c in ("1", "16", "64", "256"):
-        p99 = _median(rows, "place", "sqlite", c, "p99_ms")
-        e99 = _median(rows, "ceilings", "empty_rpc", c, "p99_ms")
-        if p99 and e99:
-            out.append(
-                (
-                    f"PlaceOrder p99 <= 2x empty RPC p99 at {c} in flight (SQLite)",
-                    f"{p99 / e99:.1f}x ({p99:.2f} ms)",
-                    p99 <= 2 * e99,
-                )
-            )
-    p1 = _median(rows, "place", "sqlite", "1", "p99_ms")
-    if p1:
-        out.append(("PlaceOrder p99 under 2 ms at 1 in flight (SQLite)", f"{p1:.2f} ms", p1 < 2))
-    for workers in (1, 2):
-        rate = _median(rows, "e2e", f"50ms/{workers}w", "rate")
-        if rate is not None:
-            goal = 0.8 * workers * 8 / 0.05
-            out.append(
-                (
-                    f"50 ms third party, {workers} worker(s) x 8: >= {goal:,.0f} orders/s "
-                    "(80% of concurrency / 0.05 s)",
-                    f"{rate:,.0f}/s",
-                    rate >= goal,
-                )
-            )
-    share = _median(rows, "fanout", "10000", "terminal_share")
-    p99w = _median(rows, "fanout", "10000", "p99_ms")
-    if share is not None and p99w is not None:
-        out.append(("10,000 watchers on one server: all served", f"{share:.0%}", share >= 1.0))
-        out.append(("10,000 watchers: p99 delivery under 100 ms", f"{p99w:,.0f} ms", p99w < 100))
-    rec = _median(rows, "recovery", "recovery_s")
-    if rec is not None:
-        out.append(
-            (
-                "recovery after SIGKILL within ORDER_LEASE_SECONDS (5) + 5 s",
-                f"{rec:.1f} s",
-                rec <= 10,
-            )
+    return lines
+
+
+def _recovery(r: dict[str, Any]) -> list[str]:
+    run = _median_run(r)
+    took = fig(r.get("recovery_s"), "{:.2f}")
+    return [
+        "",
+        "## 5. Recovery after SIGKILL",
+        "",
+        _error(r)
+        or f"A worker holding {run.get('held_orders')} orders (half of them mid-call) is killed; "
+        f"a fresh worker's reaper takes them over when their leases ({run.get('lease_s')} s) "
+        f"expire. Time from the kill to every order terminal again: {took} s.",
+    ]
+
+
+def _scaling(s: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## 6. Scaling from 1 to 2 processes",
+        "",
+        "| configuration | rate /s | busiest processes (share of one core) |",
+        "|---|---|---|",
+    ]
+    if _error(s):
+        return [*lines, f"| {_error(s)} | | |"]
+    for name, r in s.items():
+        if not r or _error(r):
+            lines.append(f"| {name} | {_error(r) or 'n/a'} | |")
+            continue
+        run = _median_run(r)
+        rate = run.get("rate", 0.0)
+        cpu = run.get("cpu_us_per_order", {})
+        shares = sorted(
+            ((n, v["total_us"] * rate / 1e6) for n, v in cpu.items() if n != "loadgen"),
+            key=lambda x: -x[1],
         )
-    return out
+        busiest = ", ".join(f"{n} {share:.0%}" for n, share in shares[:4])
+        lines.append(f"| {name} | {fig(r.get('rate'))} | {busiest} |")
+    return lines
+
+
+def _gateway(g: dict[str, Any]) -> list[str]:
+    lines = [
+        "",
+        "## 7. REST gateway in front of one server (SQLite)",
+        "",
+        "| call | rate /s | p50 ms | p99 ms | p99.9 ms |",
+        "|---|---|---|---|---|",
+    ]
+    if _error(g):
+        return [*lines, f"| {_error(g)} | | | | |"]
+    for name, r in g.items():
+        mode, c = name.split("@")
+        call = "POST /api/order" if mode == "place" else "GET /api/order/{ref}/status"
+        lines.append(
+            f"| {call}, {c} in flight | {fig(r.get('rate'))} | {ms(r.get('p50_ms'))} | "
+            f"{ms(r.get('p99_ms'))} | {ms(r.get('p999_ms'))} |"
+        )
+    return lines
+
+
+def _profile(p: dict[str, Any]) -> list[str]:
+    lines = ["", "## 8. Where the time per order goes (0 ms third party, 1 worker)", ""]
+    if _error(p):
+        return [*lines, str(_error(p))]
+    cpu = p.get("cpu_us_per_order") or {}
+    lines += [
+        "CPU per order by process, user + system (µs): "
+        + ", ".join(
+            f"{n} {v.get('user_us', v['total_us']):,.0f} + {v.get('sys_us', 0):,.0f}"
+            for n, v in cpu.items()
+        )
+        + f". Profiled run (py-spy --gil, 250 Hz): {p.get('rate_while_profiled') or 0:,.0f} "
+        "orders/s. The parts split each process's user time by its share of GIL-holding "
+        "samples; time outside the GIL (SQLite's C code, gRPC's C-core threads) is counted with "
+        "the part that called it only where it held the GIL.",
+        "",
+        "| process | part | share of Python samples | ≈ µs per order |",
+        "|---|---|---|---|",
+    ]
+    for proc, shares in (p.get("python_time_shares") or {}).items():
+        user = (cpu.get(proc) or {}).get("user_us", 0.0)
+        for part, share in sorted(shares.items(), key=lambda x: -x[1]):
+            if share >= 0.005:
+                lines.append(f"| {proc} | {part} | {share:.0%} | {share * user:,.0f} |")
+    return lines
+
+
+def _reference() -> list[str]:
+    lines = [
+        "",
+        "## Reference figures from the issue (another machine of this kind)",
+        "",
+        "| system | drain jobs/s, 1 process | 2 processes | Redis commands a job |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in REFERENCE]
+    return lines

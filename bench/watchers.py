@@ -38,7 +38,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     outcomes = {"terminal": 0, "no_terminal": 0, "errors": 0}
 
     async def watch(i: int) -> None:
-        ref = refs[i % len(refs)]
+        ref = refs[(args.offset + i) % len(refs)]
         stub = channels[i % len(channels)].unary_stream(
             "/orders.v1.OrderService/WatchOrder",
             request_serializer=pb.WatchOrderRequest.SerializeToString,
@@ -70,7 +70,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.gather(*tasks)
     for channel in channels:
         await channel.close()
-    return {"streams": args.streams, **outcomes, **latency_summary(delays)}
+    return {"streams": args.streams, **outcomes, "delays_s": delays, **latency_summary(delays)}
 
 
 def main() -> None:
@@ -78,6 +78,7 @@ def main() -> None:
     parser.add_argument("--addr", required=True)
     parser.add_argument("--refs-file", required=True)
     parser.add_argument("--streams", type=int, required=True)
+    parser.add_argument("--offset", type=int, default=0, help="first index into the refs")
     parser.add_argument("--channels", type=int, default=10)
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args()
