@@ -26,8 +26,14 @@ def once(
     orders: int,
     servers: int = 1,
     profile: Any = None,
+    prefill: bool = False,
 ) -> dict[str, Any]:
-    """One run on a fresh database; `profile(pids)` may start profilers and return a stop()."""
+    """One run on a fresh database; `profile(pids)` may start profilers and return a stop().
+
+    prefill=True: every order is placed before the workers start (like the peers' figure:
+    jobs enqueued, then drained); the rate is then over the time from the first claim to the
+    last order's last change.
+    """
     with bench.database(kind) as url:
         if url is None:
             return {}
@@ -36,21 +42,25 @@ def once(
         try:
             bench.start_fundhouse(procs, latency_ms)
             addr = bench.start_servers(procs, servers)
+            if prefill:
+                load = loadgen("place", addr, concurrency=64, count=orders, channels=2 * servers)
             bench.start_workers(procs, workers)
             time.sleep(1.0)  # workers connect and reach their first pop
             pids = {n: p.pid for n, p in procs.running.items()}
             pids["redis"] = bench.redis_pid()
             stop_profile = profile(pids) if profile else None
             meter = CpuMeter(pids)
-            load = loadgen(
-                "place", addr, concurrency=64, count=orders, channels=2 * servers, token=None
-            )
+            if not prefill:
+                load = loadgen(
+                    "place", addr, concurrency=64, count=orders, channels=2 * servers
+                )
             bench.wait_terminal(url, orders, timeout=600)
             cpu = meter.per_unit(orders)
-            cpu["loadgen"] = {"total_us": load["cpu_us_per_call"]}
+            if not prefill:
+                cpu["loadgen"] = {"total_us": load["cpu_us_per_call"]}
             if stop_profile:
                 stop_profile()
-            span, count = bench.span_s(url)
+            span, count = bench.drain_span_s(url) if prefill else bench.span_s(url)
             return {
                 "rate": count / span,
                 "span_s": span,
@@ -72,6 +82,7 @@ def row(
     orders: int,
     servers: int = 1,
     peer: int | None = None,
+    prefill: bool = False,
 ) -> dict[str, Any] | None:
     """RUNS runs; with peer=N each run follows a Dramatiq drain on N x 8 threads (row 1),
     and carries its ratio to it."""
@@ -82,7 +93,7 @@ def row(
 
     def paired() -> dict[str, Any]:
         drained = dramatiq_once(bench, peer) if with_peer and peer else None
-        result = once(bench, kind, latency_ms, workers, orders, servers)
+        result = once(bench, kind, latency_ms, workers, orders, servers, prefill=prefill)
         if drained and result:
             result["peer_rate"] = drained["rate"]
             result["peer_ratio"] = result["rate"] / drained["rate"]
@@ -90,6 +101,7 @@ def row(
 
     runs = measure(
         f"e2e {kind}, third party {latency_ms:g} ms, {workers} worker(s), {servers} server(s)"
+        + (", placed first, then drained" if prefill else "")
         + (f", after Dramatiq {peer} x 8" if with_peer else ""),
         RUNS,
         paired,

@@ -43,7 +43,7 @@ PARTS: dict[str, list[tuple[str, list[str]]]] = {
         ("gRPC and event loop (C callbacks, polling)", ["_run_once"]),
     ],
     "worker0": [
-        ("third-party call (aiohttp)", ["ThirdPartyClient.place"]),
+        ("third-party call (HTTP)", ["ThirdPartyClient.place", "thirdparty.py", "httptools"]),
         ("claim (database thread)", ["claim_many"]),
         ("record outcomes (database thread)", ["claims.py", "_in_connection"]),
         ("retry policy (tenacity)", ["tenacity", "build_retrying"]),

@@ -76,7 +76,7 @@ def _head(meta: dict[str, Any]) -> list[str]:
         "",
         f"- machine: {meta.get('machine', '?')}",
         f"- Python {meta.get('python')}, grpcio {meta.get('grpcio')}, redis-py "
-        f"{meta.get('redis_py')}, aiohttp {meta.get('aiohttp')}, peewee {meta.get('peewee')}, "
+        f"{meta.get('redis_py')}, httptools {meta.get('httptools')}, peewee {meta.get('peewee')}, "
         f"SQLite {meta.get('sqlite')}, Dramatiq {meta.get('dramatiq')}",
         f"- {meta.get('redis_server', '')}; {meta.get('postgresql', '')}",
         f"- settings: {meta.get('settings', '')}",

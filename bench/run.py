@@ -130,8 +130,8 @@ def meta(elapsed: float) -> dict[str, Any]:
         except OSError:
             return "n/a"
 
-    import aiohttp
     import grpc
+    import httptools
     import peewee
     import redis
 
@@ -156,7 +156,7 @@ def meta(elapsed: float) -> dict[str, Any]:
         "grpcio": grpc.__version__,
         "redis_py": redis.__version__,
         "peewee": peewee.__version__,
-        "aiohttp": aiohttp.__version__,
+        "httptools": httptools.__version__,
         "dramatiq": dramatiq_version,
         "redis_server": version(["redis-server", "--version"]),
         "sqlite": sqlite3.sqlite_version,

@@ -28,6 +28,10 @@ POSTGRES_ADMIN_URL = os.environ.get("BENCH_POSTGRES", "postgresql://postgres@127
 ADMIN_TOKEN = "bench-admin-" + secrets.token_hex(6)
 TERMINAL_SQL = "SELECT count(*) FROM \"order\" WHERE status IN ('COMPLETED', 'CANCELLED')"
 SPAN_SQL = 'SELECT min(created_on), max(updated_on), count(*) FROM "order"'
+DRAIN_SQL = (
+    "SELECT (SELECT min(created_on) FROM order_event WHERE event = 'claimed'),"
+    ' max(updated_on), count(*) FROM "order"'
+)
 
 
 def log(message: str) -> None:
@@ -132,6 +136,12 @@ class Bench:
         """Seconds from the first order's creation to the last order's last change, as the
         database recorded them (no polling, no process start-up), and the order count."""
         first, last, count = _sql(database_url, SPAN_SQL)
+        return (_when(last) - _when(first)).total_seconds(), int(count)
+
+    @staticmethod
+    def drain_span_s(database_url: str) -> tuple[float, int]:
+        """Seconds from the first claim to the last order's last change, and the order count."""
+        first, last, count = _sql(database_url, DRAIN_SQL)
         return (_when(last) - _when(first)).total_seconds(), int(count)
 
     def stack(self, name: str, database_url: str, **env: str) -> Procs:
