@@ -87,6 +87,12 @@ def main() -> None:
                         bench, "sqlite", lat, w, n, peer=w if lat == 0 else None
                     ),
                 )
+        for workers in (1, 2):
+            # Like the peers' figure (jobs enqueued, then drained): placed first, then drained.
+            e2e_rows[f"0ms/{workers}w/drain"] = _guarded(
+                "e2e drain",
+                lambda w=workers: e2e.row(bench, "sqlite", 0, w, E2E_ORDERS, peer=w, prefill=True),
+            )
         if FULL:
             e2e_rows["0ms/1w/postgresql"] = _guarded(
                 "e2e pg", lambda: e2e.row(bench, "postgresql", 0, 1, E2E_ORDERS)

@@ -113,9 +113,9 @@ def _child(metric: Any, *labels: str) -> Any:
     return child
 
 
-def placed(transaction_type: str) -> None:
-    """Count one accepted order."""
-    _child(ORDERS_PLACED, transaction_type).inc()
+def placed(transaction_type: str, count: int = 1) -> None:
+    """Count accepted orders of one type."""
+    _child(ORDERS_PLACED, transaction_type).inc(count)
 
 
 def _record(method: str, context: Any, error: BaseException | None, started: float | None) -> None:
@@ -171,6 +171,13 @@ def _wrap_stream(method: str, behavior: Callable[..., Any]) -> Callable[..., Any
 class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Counts every RPC by method and code, and times unary ones. Put it first in the chain."""
 
+    def __init__(self) -> None:
+        # The generic handlers answer the same handler object for a method every call, so it
+        # is wrapped once per method (keyed by method: only served methods have a handler). A
+        # rejecting handler of the auth check is new each call: it misses and replaces the
+        # entry, and the next accepted call wraps its handler again.
+        self._wrapped: dict[str, tuple[grpc.RpcMethodHandler, grpc.RpcMethodHandler]] = {}
+
     async def intercept_service(
         self,
         continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
@@ -179,7 +186,16 @@ class MetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler
-        method = _method_name(handler_call_details.method)
+        path = handler_call_details.method
+        cached = self._wrapped.get(path)
+        if cached is not None and cached[0] is handler:
+            return cached[1]
+        wrapped = self._wrap(handler, _method_name(path))
+        self._wrapped[path] = (handler, wrapped)
+        return wrapped
+
+    @staticmethod
+    def _wrap(handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         if handler.unary_unary is not None:
             return handler._replace(unary_unary=_wrap_unary(method, handler.unary_unary))
         if handler.unary_stream is not None:

@@ -5,6 +5,7 @@ Runs in a worker thread (blocking Peewee and sync Redis); no transport code here
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import logging
@@ -196,8 +197,9 @@ class OrderPlacer:
             error: Exception = exc
             return [outcome(functools.partial(self.push_failed, new, error)) for new in entries]
         self._depth += len(entries)  # until the next reading: never under-counts our pushes
-        for new in entries:
-            metrics.placed(new.transaction_type.value)
+        by_type = collections.Counter(new.transaction_type.value for new in entries)
+        for transaction_type, count in by_type.items():
+            metrics.placed(transaction_type, count)
         return [Placed(new.ref, new.value) for new in entries]
 
     def _replay(self, caller: str, key: str, fingerprint: str) -> Placed | None:

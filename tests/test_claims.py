@@ -169,3 +169,17 @@ def test_retry_policy_backs_off_exponentially_and_stops_at_the_attempt_limit() -
     assert _schedule([down, None], max_attempts=4)[1] == 2  # succeeded on the second call
     # A final rejection is never retried.
     assert _schedule([ThirdPartyRejected("HTTP 400"), None], max_attempts=4) == ([], 1)
+
+
+@pytest.mark.parametrize(("synced", "level"), [(True, 2), (False, 1)])
+def test_sqlite_commits_are_fsynced_unless_the_writer_can_redo_them(
+    tmp_path, synced: bool, level: int
+) -> None:
+    """The server's commits (accepted orders) are synchronous=FULL; the worker's, whose every
+    write is redone after a loss (reaper, lease, Idempotency-Key), are NORMAL."""
+    from core.models import make_database
+
+    database = make_database(f"sqlite:///{tmp_path}/x.db", 1, synced_commits=synced)
+    with database.connection_context():
+        assert database.execute_sql("PRAGMA synchronous").fetchone()[0] == level
+    database.close_all()

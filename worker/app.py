@@ -237,7 +237,13 @@ def main() -> None:
         print(f"orders-worker: invalid configuration:\n{exc}", file=sys.stderr)
         raise SystemExit(2) from None
     setup_logging(settings.log_format, settings.log_level)
-    init_db(settings.database_url, settings.db_pool_size, lock_timeout_s=settings.db_lock_timeout_s)
+    # Unsynced commits: every write of the worker can be lost and redone (make_database).
+    init_db(
+        settings.database_url,
+        settings.db_pool_size,
+        lock_timeout_s=settings.db_lock_timeout_s,
+        synced_commits=False,
+    )
     worker = Worker(settings)
     if settings.worker_metrics_port is not None:
         metrics.set_in_progress_source(lambda: len(worker.held))
