@@ -51,9 +51,7 @@ def once(
             stop_profile = profile(pids) if profile else None
             meter = CpuMeter(pids)
             if not prefill:
-                load = loadgen(
-                    "place", addr, concurrency=64, count=orders, channels=2 * servers
-                )
+                load = loadgen("place", addr, concurrency=64, count=orders, channels=2 * servers)
             bench.wait_terminal(url, orders, timeout=600)
             cpu = meter.per_unit(orders)
             if not prefill:

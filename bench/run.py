@@ -98,7 +98,11 @@ def main() -> None:
                 "e2e pg", lambda: e2e.row(bench, "postgresql", 0, 1, E2E_ORDERS)
             )
         rows["e2e"] = e2e_rows
-        shapes = [(1000, 1)] if QUICK else [(1000, 1), (10000, 1), (10000, 10)]
+        shapes = (
+            [(1000, 1, 0.0)]
+            if QUICK
+            else [(1000, 1, 0.0), (10000, 1, 0.0), (10000, 10, 0.0), (10000, 10, 50.0)]
+        )
         rows["fanout"] = _guarded("fanout", lambda: fanout.row(bench, shapes))
         rows["recovery"] = _guarded("recovery", lambda: recovery.row(bench))
         rows["scaling"] = _guarded("scaling", lambda: scaling(bench, e2e_rows))

@@ -79,7 +79,11 @@ def targets(rows: dict[str, Any]) -> list[tuple[str, str, bool]]:
                     rate >= goal,
                 )
             )
-    for name, shape in (("10000", "1 stream per order"), ("10000/10per", "10 streams per order")):
+    for name, shape in (
+        ("10000", "1 stream per order, full-speed drain"),
+        ("10000/10per", "10 streams per order, full-speed drain"),
+        ("10000/10per/50ms", "10 streams per order, 50 ms third party"),
+    ):
         share = median(rows, "fanout", name, "terminal_share")
         p99w = median(rows, "fanout", name, "p99_ms")
         if share is not None and p99w is not None:

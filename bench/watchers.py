@@ -67,10 +67,19 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     for _ in range(args.streams):
         await first.acquire()
     print("ready", flush=True)
+    cpu_at, ready_at = time.process_time(), time.monotonic()
     await asyncio.gather(*tasks)
+    cpu_s, elapsed_s = time.process_time() - cpu_at, time.monotonic() - ready_at
     for channel in channels:
         await channel.close()
-    return {"streams": args.streams, **outcomes, "delays_s": delays, **latency_summary(delays)}
+    return {
+        "streams": args.streams,
+        **outcomes,
+        "delays_s": delays,
+        **latency_summary(delays),
+        "cpu_s": cpu_s,
+        "elapsed_s": elapsed_s,
+    }
 
 
 def main() -> None:

@@ -18,16 +18,15 @@ from typing import TypeVar
 
 from core import claims, store
 from core.domain import OrderStatus
-from core.keys import UPDATES_CHANNEL
 from core.logs import setup_logging
 from core.metrics_http import serve_metrics
 from core.models import Order, close_db, db, init_db, utcnow
-from core.redis_conn import REDIS_DOWN_ERRORS, make_async_redis, make_redis
+from core.redis_conn import make_async_redis, make_redis
 from core.runtime import tune_gc
 from core.settings import Settings, SettingsError
-from core.updates import Update, encode_batch
 from worker import metrics
 from worker.fetcher import POP_TIMEOUT_S, Fetcher, Slots
+from worker.outbox import Outbox
 from worker.processor import Processor
 from worker.reaper import Reaper
 from worker.recorder import Recorder
@@ -89,6 +88,7 @@ class Worker:
             read_timeout_s=POP_TIMEOUT_S + settings.redis_timeout_s + 1,
         )
         self.publisher = make_async_redis(settings.redis_url, settings.redis_timeout_s)
+        outbox = Outbox(self.publisher)
         third_party = ThirdPartyClient(
             settings.third_party_url,
             settings.third_party_connect_timeout_s,
@@ -96,7 +96,7 @@ class Worker:
             settings.worker_concurrency,
         )
         await third_party.start()
-        recorder = Recorder(self.worker_id, run_db, self._publish, self._forget)
+        recorder = Recorder(self.worker_id, run_db, outbox.send, self._forget)
         calls = asyncio.Semaphore(settings.worker_concurrency)
         processor = Processor(
             settings, self.worker_id, self.publisher, recorder, third_party, stop, calls
@@ -120,7 +120,7 @@ class Worker:
             slots,
             run_db,
             self._hold,
-            self._publish,
+            outbox.send,
             dispatch,
         )
         threads = self._start_threads()
@@ -136,6 +136,7 @@ class Worker:
                 await asyncio.gather(*self.tasks, return_exceptions=True)
             await fetcher.drain()
             await recorder.close()
+            await outbox.drain()
             await third_party.close()
             await pop_client.aclose()
             await self.publisher.aclose()
@@ -188,13 +189,6 @@ class Worker:
     def _forget(self, ref: str) -> None:
         with self.held_lock:
             self.held.discard(ref)
-
-    async def _publish(self, updates: Sequence[Update]) -> None:
-        """Publish after the commit; pub/sub is at most once, the stored trail is the truth."""
-        try:
-            await self.publisher.publish(UPDATES_CHANNEL, encode_batch(updates))
-        except REDIS_DOWN_ERRORS as exc:
-            logger.warning("could not publish updates: %s", exc, extra={"ref": updates[0].ref})
 
     def _heartbeat(self, stop: threading.Event) -> None:
         """Renew the lease of every held order, every third of the lease.

@@ -14,8 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import redis
 import redis.asyncio as aioredis
@@ -87,7 +86,7 @@ class Fetcher:
         slots: Slots,
         run_db: RunDb,
         hold: Callable[[Sequence[str]], None],
-        publish: Callable[[Sequence[Update]], Coroutine[Any, Any, None]],
+        publish: Callable[[Sequence[Update]], asyncio.Future[None]],
         dispatch: Callable[[claims.Claimed], None],
     ) -> None:
         self.redis = client
@@ -101,7 +100,7 @@ class Fetcher:
         self.reconnect = Reconnect("worker", initial_s=0.1, cap_s=2.0)
         self.db_backoff = DbBackoff()
         self.blmpop = True
-        self._pending: set[asyncio.Task[None]] = set()
+        self._pending: set[asyncio.Future[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Pop, claim and dispatch until stop is set."""
@@ -130,9 +129,8 @@ class Fetcher:
             self.slots.give(len(refs) - len(claimed))
             if claimed:
                 self.hold([c.order.ref for c in claimed])
-                # Not awaited: the calls start now. The `claimed` updates still go out before
-                # anything the calls lead to (a round trip against a call and a commit), and a
-                # watcher that ever saw them late would fill the gap from the stored trail.
+                # Handed to the outbox now, so they go out before anything the calls lead
+                # to; not awaited: the calls start at once.
                 self._background(self.publish([c.update for c in claimed]))
                 for item in claimed:
                     logger.info("claimed", extra={"ref": item.order.ref, "worker": self.worker_id})
@@ -140,10 +138,9 @@ class Fetcher:
             elif self.db_backoff.delay_s:
                 await _wait(stop, self.db_backoff.delay_s)
 
-    def _background(self, work: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.get_running_loop().create_task(work)
-        self._pending.add(task)
-        task.add_done_callback(self._pending.discard)
+    def _background(self, sent: asyncio.Future[None]) -> None:
+        self._pending.add(sent)
+        sent.add_done_callback(self._pending.discard)
 
     async def drain(self) -> None:
         """Wait for the publishes still under way (at shutdown)."""
