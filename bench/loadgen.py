@@ -40,6 +40,10 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
+#: Orders the status mode reads (a GetStatus batch then mostly holds different refs).
+STATUS_ORDERS = 1000
+
+
 def _cpu_s() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -72,6 +76,8 @@ class Load:
                 )
                 for c in self.channels
             ]
+        #: status mode: the orders the GetStatus calls read, at random (placed in warm_up).
+        self.status_refs: list[str] = []
         self.metadata = (("authorization", f"Bearer {args.token}"),) if args.token else None
         self.rng = random.Random(args.seed)
         self.lock = threading.Lock()
@@ -87,6 +93,8 @@ class Load:
     def request(self) -> Any:
         if self.args.mode == "empty":
             return b""
+        if self.args.mode == "status":
+            return pb.GetStatusRequest(order_ref_no=self.rng.choice(self.status_refs))
         kind = pb.TRANSACTION_TYPE_BUY if self.rng.random() < 0.5 else pb.TRANSACTION_TYPE_SELL
         return pb.PlaceOrderRequest(
             fund_name=self.rng.choice(FUNDS),
@@ -96,7 +104,26 @@ class Load:
 
     def warm_up(self) -> None:
         """One call per channel (connection set-up is not what is measured); a warm-up order
-        counts toward --count, so exactly --count orders are placed."""
+        counts toward --count, so exactly --count orders are placed. Status mode: one order
+        orders are placed, and each call reads one of them at random."""
+        if self.args.mode == "status":
+            for i in range(STATUS_ORDERS):
+                reply = self.calls[i % len(self.calls)](
+                    pb.PlaceOrderRequest(
+                        fund_name=FUNDS[0], transaction_type=pb.TRANSACTION_TYPE_BUY, quantity=1
+                    ),
+                    timeout=30,
+                    metadata=self.metadata,
+                )
+                self.status_refs.append(reply.order_ref_no)
+            self.calls = [
+                c.unary_unary(
+                    "/orders.v1.OrderService/GetStatus",
+                    request_serializer=pb.GetStatusRequest.SerializeToString,
+                    response_deserializer=pb.GetStatusResponse.FromString,
+                )
+                for c in self.channels
+            ]
         for call in self.calls:
             try:
                 reply = call(self.request(), timeout=30, metadata=self.metadata)
@@ -171,7 +198,7 @@ class Load:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("mode", choices=["empty", "place"])
+    parser.add_argument("mode", choices=["empty", "place", "status"])
     parser.add_argument("--addr", required=True)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--channels", type=int, default=1)

@@ -19,12 +19,14 @@ import aiohttp
 from bench.loadgen import FUNDS
 from bench.stats import latency_summary
 
+#: Orders the status mode reads.
+STATUS_ORDERS = 200
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     latencies: list[float] = []
     errors: Counter[str] = Counter()
-    ref: str | None = None
+    refs: list[str] = []
     connector = aiohttp.TCPConnector(limit=args.concurrency)
     async with aiohttp.ClientSession(base_url=args.url, connector=connector) as session:
 
@@ -41,14 +43,17 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
                 return str(json.loads(data)["data"]["orderRefNo"])
 
         async def status() -> str:
-            assert ref is not None
+            ref = rng.choice(refs)
             async with session.get(f"/api/order/{ref}/status") as response:
                 await response.read()
                 if response.status != 200:
                     raise RuntimeError(f"HTTP {response.status}")
                 return ref
 
-        ref = await place()  # warm-up, and the ref the status mode reads
+        # Warm-up; and the orders the status mode reads, one at random per call.
+        refs.append(await place())
+        if args.mode == "status":
+            refs.extend(await asyncio.gather(*(place() for _ in range(STATUS_ORDERS - 1))))
         call = place if args.mode == "place" else status
         deadline = time.monotonic() + args.duration
 

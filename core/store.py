@@ -303,6 +303,29 @@ def latest_update(ref: str) -> Update:
     )
 
 
+def latest_updates(refs: Sequence[str]) -> dict[str, Update]:
+    """latest_update for several orders in one query (one consistent read); an unknown ref is
+    absent from the answer."""
+    query = (
+        OrderEvent.select(OrderEvent, Order)
+        .join(Order)
+        .where(Order.ref.in_(list(refs)) & (OrderEvent.sequence == Order.last_sequence))
+    )
+    out: dict[str, Update] = {}
+    for row in query:
+        order = row.order
+        out[order.ref] = Update(
+            order.ref,
+            order.last_sequence,
+            row.event,
+            order.progress,
+            row.detail,
+            row.created_on,
+            snapshot(order),
+        )
+    return out
+
+
 def store_unavailable(exc: Exception, note: str = "retry later") -> StoreUnavailable:
     """The domain error for a database error that a retry may cure.
 

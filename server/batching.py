@@ -10,8 +10,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Generic, TypeVar
 
 import peewee as pw
 
@@ -26,6 +27,8 @@ logger = logging.getLogger(__name__)
 #: Most calls written together; bounded so one transaction stays short.
 MAX_BATCH = 128
 
+K = TypeVar("K")
+V = TypeVar("V")
 Item = tuple[PlaceCommand, str]
 Outcome = Placed | OrderError
 
@@ -121,3 +124,52 @@ class PlacementBatcher:
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+
+class ReadBatcher(Generic[K, V]):
+    """Concurrent reads of one kind share one thread hop and one query: calls that arrive
+    while a read runs form the next one (a lone call is read at once). `read_many(keys)`
+    answers each key in order with its value or its domain error; a read that raises (the
+    database down) fails every call of its batch."""
+
+    def __init__(
+        self,
+        read_many: Callable[[list[K]], Sequence[V | OrderError]],
+        executor: ThreadPoolExecutor,
+        name: str,
+    ) -> None:
+        self.read_many = read_many
+        self.executor = executor
+        self.name = name
+        self._pending: list[tuple[K, asyncio.Future[V]]] = []
+        self._drainer: asyncio.Task[None] | None = None
+
+    async def get(self, key: K) -> V:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[V] = loop.create_future()
+        self._pending.append((key, future))
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain(), name=self.name)
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._pending:
+            batch = self._pending[:MAX_BATCH]
+            del self._pending[:MAX_BATCH]
+            keys = list(dict.fromkeys(key for key, _ in batch))  # each key read once
+            try:
+                answers = await loop.run_in_executor(self.executor, self.read_many, keys)
+                by_key: dict[K, V | BaseException] = dict(zip(keys, answers, strict=True))
+            except Exception as exc:  # noqa: BLE001 - every call of the batch hears it
+                if not isinstance(exc, OrderError):
+                    logger.exception("%s: a batch of %d reads failed", self.name, len(keys))
+                by_key = dict.fromkeys(keys, exc)
+            for key, future in batch:
+                if future.done():
+                    continue  # the caller went away
+                answer = by_key[key]
+                if isinstance(answer, BaseException):
+                    future.set_exception(answer)
+                else:
+                    future.set_result(answer)

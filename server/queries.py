@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import TypeVar, cast
@@ -12,7 +12,7 @@ import redis
 
 from core import funds, keys, store
 from core.domain import OrderStatus
-from core.errors import InvalidField, QueueUnavailable
+from core.errors import InvalidField, OrderNotFound, QueueUnavailable
 from core.models import Order, db
 from core.redis_conn import REDIS_DOWN_ERRORS
 from core.updates import Update
@@ -29,9 +29,11 @@ def _read(fn: Callable[[], T]) -> T:
         raise store.store_unavailable(exc) from exc
 
 
-def current(ref: str) -> Update:
-    """The order's current state (with its latest sequence), or OrderNotFound."""
-    return _read(lambda: store.latest_update(ref))
+def current_many(refs: Sequence[str]) -> list[Update | OrderNotFound]:
+    """Each order's current state (with its latest sequence), or OrderNotFound, in the refs'
+    order: one query for all (GetStatus calls share it, server/batching.ReadBatcher)."""
+    found = _read(lambda: store.latest_updates(refs))
+    return [found.get(ref) or OrderNotFound(ref) for ref in refs]
 
 
 def history(ref: str, after_sequence: int = 0) -> list[Update]:

@@ -15,7 +15,7 @@ from orders.v1 import orders_pb2 as pb
 from core.domain import ACCEPTED_MESSAGE
 from server import queries
 from server.auth import current_caller
-from server.batching import PlacementBatcher
+from server.batching import PlacementBatcher, ReadBatcher
 from server.convert import fund_message, money, update_message
 from server.errors import map_errors
 from server.placement import OrderPlacer
@@ -34,6 +34,7 @@ class OrderService:
         self.placer = placer
         self.executor = executor
         self.batcher = PlacementBatcher(placer, executor)
+        self.statuses = ReadBatcher(queries.current_many, executor, "status-reads")
         self.hub = hub
 
     async def _blocking(self, fn: Callable[..., T], *args: object) -> T:
@@ -59,7 +60,7 @@ class OrderService:
     ) -> pb.GetStatusResponse:
         async with map_errors(context):
             ref = validate_ref(request.order_ref_no)
-            update = await self._blocking(queries.current, ref)
+            update = await self.statuses.get(ref)
             return pb.GetStatusResponse(order=update_message(update).order)
         raise AssertionError("unreachable")
 

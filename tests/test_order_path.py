@@ -159,6 +159,30 @@ def test_third_party_down_retries_then_cancels(make_stack, sqlite_url: str) -> N
     assert "connection error" in order.failure_reason
 
 
+def test_concurrent_get_status_calls_each_get_their_own_order(
+    make_stack, database_url: str
+) -> None:
+    """GetStatus calls in flight together share one read (server/batching.ReadBatcher): each
+    still gets its own order, the same ref twice gets it twice, an unknown ref NOT_FOUND."""
+    stack = make_stack(database_url)
+    stack.start_server()
+    placed = [place(stack, quantity=q) for q in range(1, 41)]
+    refs = [p.order_ref_no for p in placed] + [placed[0].order_ref_no, "ORD0000000000"]
+    futures = [
+        stack.stub.GetStatus.future(pb.GetStatusRequest(order_ref_no=ref), timeout=10)
+        for ref in refs
+    ]
+    for quantity, (p, future) in enumerate(zip(placed, futures, strict=False), start=1):
+        order = future.result().order
+        assert (order.order_ref_no, order.quantity) == (p.order_ref_no, quantity)
+        assert order.status == pb.ORDER_STATUS_PENDING
+    assert futures[40].result().order.order_ref_no == placed[0].order_ref_no
+    with pytest.raises(grpc.RpcError) as err:
+        futures[41].result()
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND
+    assert "ORD0000000000" in err.value.details()
+
+
 def test_get_status_unknown_ref_is_not_found(make_stack, sqlite_url: str) -> None:
     stack = make_stack(sqlite_url)
     stack.start_server()
