@@ -26,6 +26,7 @@ import grpc
 from orders.v1 import orders_pb2 as pb
 
 from bench.stats import latency_summary
+from core.runtime import tune_gc
 
 FUNDS = [
     "Global Equity Fund",
@@ -61,7 +62,7 @@ class Load:
         if args.mode == "empty":
             self.calls = [
                 c.unary_unary(
-                    "/bench.Empty/Call",
+                    args.method,
                     request_serializer=_identity,
                     response_deserializer=_identity,
                 )
@@ -199,6 +200,12 @@ class Load:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("mode", choices=["empty", "place", "status"])
+    parser.add_argument(
+        "--method",
+        default="/bench.Empty/Call",
+        help="empty mode: the method called with an empty message (e.g. "
+        "/grpc.health.v1.Health/Check on orders-server: its interceptors, no handler work)",
+    )
     parser.add_argument("--addr", required=True)
     parser.add_argument("--concurrency", type=int, default=64)
     parser.add_argument("--channels", type=int, default=1)
@@ -210,7 +217,9 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if not args.duration and not args.count:
         parser.error("give --duration or --count")
-    json.dump(Load(args).run(), sys.stdout)
+    load = Load(args)
+    tune_gc()  # as every process of the stack does: the load generator shares their 2 cores
+    json.dump(load.run(), sys.stdout)
 
 
 if __name__ == "__main__":
