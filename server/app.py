@@ -77,6 +77,7 @@ class RunningServer:
         # (UNAVAILABLE) rather than accepted and then cancelled by the shutdown.
         stopping = asyncio.ensure_future(self.server.stop(grace))
         await asyncio.sleep(0)
+        logger.info("refusing new calls; in-flight ones may finish", extra={"grace_s": grace})
         if self.monitor is not None:
             await self.monitor.stop()
         for name in ("", SERVICE_NAME):

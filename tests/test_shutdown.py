@@ -92,7 +92,11 @@ def test_sigterm_server_lets_in_flight_rpc_finish_and_refuses_new_ones(
         in_flight = stack.stub.PlaceOrder.future(request(5), timeout=60)
         wait_for(lambda: "placing order" in server.log_text(), 30, "the RPC to be in flight")
         server.signal(signal.SIGTERM)
-        wait_for(lambda: "stopping" in server.log_text(), 30, "the server to start stopping")
+        # Not "stopping" (the signal handler's line): a call between it and the gRPC stop
+        # is still accepted, and would wait for the lock like the one in flight.
+        wait_for(
+            lambda: "refusing new calls" in server.log_text(), 30, "the server to stop listening"
+        )
         with grpc.insecure_channel(stack.address) as channel:
             fresh = type(stack.stub)(channel)
             with pytest.raises(grpc.RpcError) as err:
