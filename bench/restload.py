@@ -22,6 +22,7 @@ from bench.stats import latency_summary
 #: Orders the status mode reads.
 STATUS_ORDERS = 200
 
+
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     latencies: list[float] = []
