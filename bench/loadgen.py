@@ -60,23 +60,13 @@ class Load:
             grpc.insecure_channel(args.addr, options=options) for _ in range(args.channels)
         ]
         if args.mode == "empty":
-            self.calls = [
-                c.unary_unary(
-                    args.method,
-                    request_serializer=_identity,
-                    response_deserializer=_identity,
-                )
-                for c in self.channels
-            ]
+            self.calls = self._stubs(args.method, _identity, _identity)
         else:
-            self.calls = [
-                c.unary_unary(
-                    "/orders.v1.OrderService/PlaceOrder",
-                    request_serializer=pb.PlaceOrderRequest.SerializeToString,
-                    response_deserializer=pb.PlaceOrderResponse.FromString,
-                )
-                for c in self.channels
-            ]
+            self.calls = self._stubs(
+                "/orders.v1.OrderService/PlaceOrder",
+                pb.PlaceOrderRequest.SerializeToString,
+                pb.PlaceOrderResponse.FromString,
+            )
         #: status mode: the orders the GetStatus calls read, at random (placed in warm_up).
         self.status_refs: list[str] = []
         self.metadata = (("authorization", f"Bearer {args.token}"),) if args.token else None
@@ -90,6 +80,13 @@ class Load:
         self.in_flight = 0
         self.deadline = float("inf")
         self.next_channel = 0
+
+    def _stubs(self, method: str, serialize: Any, deserialize: Any) -> list[Any]:
+        """One unary callable per channel."""
+        return [
+            c.unary_unary(method, request_serializer=serialize, response_deserializer=deserialize)
+            for c in self.channels
+        ]
 
     def request(self) -> Any:
         if self.args.mode == "empty":
@@ -117,14 +114,11 @@ class Load:
                     metadata=self.metadata,
                 )
                 self.status_refs.append(reply.order_ref_no)
-            self.calls = [
-                c.unary_unary(
-                    "/orders.v1.OrderService/GetStatus",
-                    request_serializer=pb.GetStatusRequest.SerializeToString,
-                    response_deserializer=pb.GetStatusResponse.FromString,
-                )
-                for c in self.channels
-            ]
+            self.calls = self._stubs(
+                "/orders.v1.OrderService/GetStatus",
+                pb.GetStatusRequest.SerializeToString,
+                pb.GetStatusResponse.FromString,
+            )
         for call in self.calls:
             try:
                 reply = call(self.request(), timeout=30, metadata=self.metadata)

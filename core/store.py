@@ -287,25 +287,16 @@ def events_after(ref: str, after_sequence: int = 0) -> list[Update]:
 
 
 def latest_update(ref: str) -> Update:
-    """The order's current state as an update carrying its latest sequence."""
-    order = get_order(ref)
-    row = OrderEvent.get(
-        (OrderEvent.order == order.id) & (OrderEvent.sequence == order.last_sequence)
-    )
-    return Update(
-        ref,
-        order.last_sequence,
-        row.event,
-        order.progress,
-        row.detail,
-        row.created_on,
-        snapshot(order),
-    )
+    """The order's current state as an update carrying its latest sequence, or OrderNotFound."""
+    found = latest_updates([ref]).get(ref)
+    if found is None:
+        raise OrderNotFound(ref)
+    return found
 
 
 def latest_updates(refs: Sequence[str]) -> dict[str, Update]:
-    """latest_update for several orders in one query (one consistent read); an unknown ref is
-    absent from the answer."""
+    """Each order's current state as an update carrying its latest sequence, in one query
+    (one consistent read); an unknown ref is absent from the answer."""
     query = (
         OrderEvent.select(OrderEvent, Order)
         .join(Order)

@@ -1,4 +1,5 @@
-"""Concurrent PlaceOrder calls share one thread hop, one transaction and one Redis pipeline.
+"""Concurrent PlaceOrder calls share one thread hop, one transaction and one Redis pipeline;
+concurrent GetStatus calls one thread hop and one query (Batcher).
 
 Calls that arrive while a batch is being written wait for the next batch, so a lone call is
 written at once (no added delay) and a burst is written in few transactions. Each call keeps
@@ -88,63 +89,33 @@ def _place_many(placer: OrderPlacer, items: Sequence[Item]) -> list[Outcome]:
     return [r for r in results if r is not None]
 
 
-class PlacementBatcher:
-    """The asyncio side: queues calls and runs one batch at a time in the executor."""
+class Batcher(Generic[K, V]):
+    """Concurrent calls of one kind share one thread hop: calls that arrive while a batch runs
+    form the next one (a lone call runs at once; at most MAX_BATCH, one batch at a time).
 
-    def __init__(self, placer: OrderPlacer, executor: ThreadPoolExecutor) -> None:
-        self.placer = placer
-        self.executor = executor
-        self._pending: list[tuple[Item, asyncio.Future[Placed]]] = []
-        self._drainer: asyncio.Task[None] | None = None
-
-    async def place(self, cmd: PlaceCommand, caller: str) -> Placed:
-        """Place one order as part of the next batch; raises its domain error."""
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[Placed] = loop.create_future()
-        self._pending.append(((cmd, caller), future))
-        if self._drainer is None or self._drainer.done():
-            self._drainer = loop.create_task(self._drain(), name="place-batches")
-        return await future
-
-    async def _drain(self) -> None:
-        loop = asyncio.get_running_loop()
-        while self._pending:
-            batch = self._pending[:MAX_BATCH]
-            del self._pending[:MAX_BATCH]
-            items = [item for item, _ in batch]
-            try:
-                results = await loop.run_in_executor(self.executor, place_many, self.placer, items)
-            except Exception as exc:  # noqa: BLE001 - a bug must fail the calls, not hang them
-                logger.exception("placing a batch of %d orders failed", len(batch))
-                results = [exc] * len(batch)  # type: ignore[list-item]
-            for (_, future), result in zip(batch, results, strict=True):
-                if future.done():
-                    continue  # the caller went away; its order (if any) stands
-                if isinstance(result, Exception):
-                    future.set_exception(result)
-                else:
-                    future.set_result(result)
-
-
-class ReadBatcher(Generic[K, V]):
-    """Concurrent reads of one kind share one thread hop and one query: calls that arrive
-    while a read runs form the next one (a lone call is read at once). `read_many(keys)`
-    answers each key in order with its value or its domain error; a read that raises (the
-    database down) fails every call of its batch."""
+    `run_many(keys)` answers each key, in order, with its value or its domain error; if it
+    raises (the database down for a read, or a bug) every call of the batch gets that error
+    rather than hanging. dedupe=True: equal keys share one answer (reads); otherwise each call
+    is its own item (placements: two equal commands are two orders).
+    """
 
     def __init__(
         self,
-        read_many: Callable[[list[K]], Sequence[V | OrderError]],
+        run_many: Callable[[list[K]], Sequence[V | OrderError]],
         executor: ThreadPoolExecutor,
         name: str,
+        *,
+        dedupe: bool = False,
     ) -> None:
-        self.read_many = read_many
+        self.run_many = run_many
         self.executor = executor
         self.name = name
+        self.dedupe = dedupe
         self._pending: list[tuple[K, asyncio.Future[V]]] = []
         self._drainer: asyncio.Task[None] | None = None
 
-    async def get(self, key: K) -> V:
+    async def submit(self, key: K) -> V:
+        """The answer for key, from the next batch; raises its domain error."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[V] = loop.create_future()
         self._pending.append((key, future))
@@ -157,18 +128,21 @@ class ReadBatcher(Generic[K, V]):
         while self._pending:
             batch = self._pending[:MAX_BATCH]
             del self._pending[:MAX_BATCH]
-            keys = list(dict.fromkeys(key for key, _ in batch))  # each key read once
+            keys = [key for key, _ in batch]
+            todo = list(dict.fromkeys(keys)) if self.dedupe else keys
+            answers: Sequence[V | BaseException]
             try:
-                answers = await loop.run_in_executor(self.executor, self.read_many, keys)
-                by_key: dict[K, V | BaseException] = dict(zip(keys, answers, strict=True))
+                answers = await loop.run_in_executor(self.executor, self.run_many, todo)
             except Exception as exc:  # noqa: BLE001 - every call of the batch hears it
                 if not isinstance(exc, OrderError):
-                    logger.exception("%s: a batch of %d reads failed", self.name, len(keys))
-                by_key = dict.fromkeys(keys, exc)
-            for key, future in batch:
+                    logger.exception("%s: a batch of %d failed", self.name, len(todo))
+                answers = [exc] * len(todo)
+            if self.dedupe:
+                by_key = dict(zip(todo, answers, strict=True))
+                answers = [by_key[key] for key in keys]
+            for (_, future), answer in zip(batch, answers, strict=True):
                 if future.done():
-                    continue  # the caller went away
-                answer = by_key[key]
+                    continue  # the caller went away; what was done for it (an order) stands
                 if isinstance(answer, BaseException):
                     future.set_exception(answer)
                 else:

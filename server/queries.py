@@ -31,7 +31,7 @@ def _read(fn: Callable[[], T]) -> T:
 
 def current_many(refs: Sequence[str]) -> list[Update | OrderNotFound]:
     """Each order's current state (with its latest sequence), or OrderNotFound, in the refs'
-    order: one query for all (GetStatus calls share it, server/batching.ReadBatcher)."""
+    order: one query for all (GetStatus calls share it, server/batching.Batcher)."""
     found = _read(lambda: store.latest_updates(refs))
     return [found.get(ref) or OrderNotFound(ref) for ref in refs]
 

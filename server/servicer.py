@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ from orders.v1 import orders_pb2 as pb
 from core.domain import ACCEPTED_MESSAGE
 from server import queries
 from server.auth import current_caller
-from server.batching import PlacementBatcher, ReadBatcher
+from server.batching import Batcher, place_many
 from server.convert import fund_message, money, update_message
 from server.errors import map_errors
 from server.placement import OrderPlacer
@@ -33,8 +34,8 @@ class OrderService:
     def __init__(self, placer: OrderPlacer, executor: ThreadPoolExecutor, hub: UpdateHub) -> None:
         self.placer = placer
         self.executor = executor
-        self.batcher = PlacementBatcher(placer, executor)
-        self.statuses = ReadBatcher(queries.current_many, executor, "status-reads")
+        self.placements = Batcher(functools.partial(place_many, placer), executor, "place-batches")
+        self.statuses = Batcher(queries.current_many, executor, "status-reads", dedupe=True)
         self.hub = hub
 
     async def _blocking(self, fn: Callable[..., T], *args: object) -> T:
@@ -46,7 +47,7 @@ class OrderService:
         async with map_errors(context):
             key = request.idempotency_key if request.HasField("idempotency_key") else None
             cmd = validate_place(request.fund_name, request.transaction_type, request.quantity, key)
-            placed = await self.batcher.place(cmd, caller_of(context))
+            placed = await self.placements.submit((cmd, caller_of(context)))
             return pb.PlaceOrderResponse(
                 order_ref_no=placed.ref,
                 status=pb.ORDER_STATUS_PENDING,
@@ -60,7 +61,7 @@ class OrderService:
     ) -> pb.GetStatusResponse:
         async with map_errors(context):
             ref = validate_ref(request.order_ref_no)
-            update = await self.statuses.get(ref)
+            update = await self.statuses.submit(ref)
             return pb.GetStatusResponse(order=update_message(update).order)
         raise AssertionError("unreachable")
 

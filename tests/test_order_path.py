@@ -162,7 +162,7 @@ def test_third_party_down_retries_then_cancels(make_stack, sqlite_url: str) -> N
 def test_concurrent_get_status_calls_each_get_their_own_order(
     make_stack, database_url: str
 ) -> None:
-    """GetStatus calls in flight together share one read (server/batching.ReadBatcher): each
+    """GetStatus calls in flight together share one read (server/batching.Batcher): each
     still gets its own order, the same ref twice gets it twice, an unknown ref NOT_FOUND."""
     stack = make_stack(database_url)
     stack.start_server()

@@ -7,7 +7,15 @@ import subprocess
 from tests.harness import BIN, ROOT
 
 PACKAGES = [
-    "core", "server", "worker", "fundhouse", "clients", "gateway", "tests", "scripts", "bench"
+    "core",
+    "server",
+    "worker",
+    "fundhouse",
+    "clients",
+    "gateway",
+    "tests",
+    "scripts",
+    "bench",
 ]
 
 

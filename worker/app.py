@@ -134,7 +134,6 @@ class Worker:
         finally:
             if self.tasks:
                 await asyncio.gather(*self.tasks, return_exceptions=True)
-            await fetcher.drain()
             await recorder.close()
             await outbox.drain()
             await third_party.close()

@@ -100,7 +100,6 @@ class Fetcher:
         self.reconnect = Reconnect("worker", initial_s=0.1, cap_s=2.0)
         self.db_backoff = DbBackoff()
         self.blmpop = True
-        self._pending: set[asyncio.Future[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Pop, claim and dispatch until stop is set."""
@@ -130,22 +129,13 @@ class Fetcher:
             if claimed:
                 self.hold([c.order.ref for c in claimed])
                 # Handed to the outbox now, so they go out before anything the calls lead
-                # to; not awaited: the calls start at once.
-                self._background(self.publish([c.update for c in claimed]))
+                # to; not awaited: the calls start at once (the outbox drains at shutdown).
+                self.publish([c.update for c in claimed])
                 for item in claimed:
                     logger.info("claimed", extra={"ref": item.order.ref, "worker": self.worker_id})
                     self.dispatch(item)
             elif self.db_backoff.delay_s:
                 await _wait(stop, self.db_backoff.delay_s)
-
-    def _background(self, sent: asyncio.Future[None]) -> None:
-        self._pending.add(sent)
-        sent.add_done_callback(self._pending.discard)
-
-    async def drain(self) -> None:
-        """Wait for the publishes still under way (at shutdown)."""
-        if self._pending:
-            await asyncio.gather(*self._pending, return_exceptions=True)
 
     async def _pop(self, count: int) -> tuple[str, list[str]] | None:
         """Up to count refs from the first non-empty list (priority 1 first), oldest first."""
