@@ -10,6 +10,7 @@ import datetime as dt
 import redis.asyncio as aioredis
 
 from core.keys import UPDATES_CHANNEL
+from core.redis_conn import make_async_redis
 from core.updates import Update, decode_batch
 from worker.outbox import Outbox
 
@@ -48,7 +49,7 @@ async def _messages(pubsub: aioredis.client.PubSub, updates: int) -> list[list[t
 def test_updates_go_out_in_hand_in_order_and_a_burst_shares_messages(redis_server) -> None:
     async def main() -> tuple[list[list[tuple[str, int]]], int]:
         sub_client, pubsub = await _subscriber(redis_server.url)
-        client = aioredis.Redis.from_url(redis_server.url)
+        client = make_async_redis(redis_server.url, 2.0)
         outbox = Outbox(client)
         sent = [outbox.send([update("r0", 1), update("r0", 2)])]
         await asyncio.sleep(0)  # the sender starts: its PUBLISH is under way
@@ -72,12 +73,13 @@ def test_updates_go_out_in_hand_in_order_and_a_burst_shares_messages(redis_serve
 
 def test_redis_down_completes_every_send_and_the_next_ones_go_out(redis_server) -> None:
     async def main() -> list[list[tuple[str, int]]]:
-        dead = aioredis.Redis(port=1, socket_connect_timeout=0.5)
+        # The worker's own client: one immediate retry, no backoff sleeps.
+        dead = make_async_redis("redis://127.0.0.1:1/0", 0.5)
         outbox = Outbox(dead)
         await asyncio.wait_for(outbox.send([update("lost", 1)]), 5)  # logged, not raised
         await dead.aclose()
         sub_client, pubsub = await _subscriber(redis_server.url)
-        outbox.redis = aioredis.Redis.from_url(redis_server.url)
+        outbox.redis = make_async_redis(redis_server.url, 2.0)
         await asyncio.wait_for(outbox.send([update("kept", 1)]), 5)
         got = await _messages(pubsub, 1)
         await outbox.redis.aclose()
