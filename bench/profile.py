@@ -46,7 +46,7 @@ PARTS: dict[str, list[tuple[str, list[str]]]] = {
         ("third-party call (HTTP)", ["ThirdPartyClient.place", "thirdparty.py", "httptools"]),
         ("claim (database thread)", ["claim_many"]),
         ("record outcomes (database thread)", ["claims.py", "_in_connection"]),
-        ("retry policy (tenacity)", ["tenacity", "build_retrying"]),
+        ("retry policy (tenacity)", ["tenacity", "worker/retry.py"]),
         ("prepare changes", ["prepare (core", "apply_steps"]),
         ("publish updates", ["Worker._publish"]),
         ("fetch (BLMPOP)", ["Fetcher"]),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 
 import pytest
@@ -13,7 +14,7 @@ from core.funds import load_funds, sync_funds
 from core.models import Order, OrderEvent, db
 from core.updates import Update, decode_batch, encode_batch
 from tests.orderflow import events_of, make_order
-from worker.retry import Backoff, build_retrying
+from worker.retry import RetryPolicy
 from worker.thirdparty import ThirdPartyRejected, ThirdPartyUnavailable
 
 
@@ -133,27 +134,22 @@ def test_update_messages_round_trip_and_keep_their_order() -> None:
 
 def _schedule(outcomes: list[Exception | None], max_attempts: int) -> tuple[list[float], int]:
     """Drive the retry policy as the worker does; the backoff is recorded, never slept."""
-    stop = asyncio.Event()
-    backoff = Backoff(stop)
-    retrying = build_retrying(
-        max_attempts=max_attempts,
-        base_delay_s=0.5,
-        max_delay_s=4.0,
-        stop_event=stop,
-        backoff=backoff,
-    )
+    policy = RetryPolicy(base_delay_s=0.5, max_delay_s=4.0, stop_event=asyncio.Event())
+    attempts = policy.attempts(max_attempts)
     waits: list[float] = []
     calls = 0
     try:
-        for attempt in retrying:
-            with attempt:
-                if backoff.due is not None:
-                    waits.append(backoff.due)
-                    backoff.due = None
-                outcome = outcomes[calls]
-                calls += 1
-                if outcome is not None:
-                    raise outcome
+        while attempts.next():
+            if attempts.due is not None:
+                waits.append(attempts.due)
+                attempts.due = None
+            assert attempts.number == calls + 1
+            outcome = outcomes[calls]
+            calls += 1
+            if outcome is None:
+                attempts.succeeded("placed")
+            else:
+                attempts.failed(outcome)
     except (ThirdPartyUnavailable, ThirdPartyRejected):
         pass
     return waits, calls
@@ -169,6 +165,44 @@ def test_retry_policy_backs_off_exponentially_and_stops_at_the_attempt_limit() -
     assert _schedule([down, None], max_attempts=4)[1] == 2  # succeeded on the second call
     # A final rejection is never retried.
     assert _schedule([ThirdPartyRejected("HTTP 400"), None], max_attempts=4) == ([], 1)
+
+
+def test_retry_schedules_are_independent_and_a_success_leaves_no_cyclic_garbage() -> None:
+    policy = RetryPolicy(base_delay_s=0.5, max_delay_s=4.0, stop_event=asyncio.Event())
+    down = ThirdPartyUnavailable("HTTP 503")
+    # Two orders stepping the same shared Retrying in turns (as interleaved tasks do).
+    first, second = policy.attempts(3), policy.attempts(3)
+    assert first.next() and second.next()
+    first.failed(down)
+    second.succeeded("placed")
+    assert first.next() and first.due is not None and first.number == 2
+    assert not second.next()
+    first.failed(down)
+    assert first.next() and first.number == 3
+    first.failed(down)
+    with pytest.raises(ThirdPartyUnavailable):
+        first.next()
+    # A stopping worker: the next retry is refused, the last error raised.
+    stopping = asyncio.Event()
+    attempts = RetryPolicy(base_delay_s=0.5, max_delay_s=4.0, stop_event=stopping).attempts(5)
+    assert attempts.next()
+    attempts.failed(down)
+    stopping.set()
+    with pytest.raises(ThirdPartyUnavailable):
+        attempts.next()
+    # Every order of a worker goes through here: a successful one must be freed by reference
+    # counting alone (cyclic garbage costs the collector's pauses).
+    gc.collect()
+    gc.disable()
+    try:
+        for _ in range(200):
+            attempts = policy.attempts(4)
+            while attempts.next():
+                attempts.succeeded("placed")
+        del attempts
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
 
 
 @pytest.mark.parametrize(("synced", "level"), [(True, 2), (False, 1)])

@@ -17,7 +17,7 @@ from core.settings import Settings
 from core.updates import Update
 from worker import metrics
 from worker.recorder import Recorder
-from worker.retry import Backoff, build_retrying
+from worker.retry import RetryPolicy
 from worker.thirdparty import Placement, ThirdPartyClient, ThirdPartyError, ThirdPartyRejected
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,11 @@ class Processor:
         self.recorder = recorder
         self.third_party = third_party
         self.stop_event = stop_event
+        self.retry_policy = RetryPolicy(
+            base_delay_s=settings.retry_base_delay_s,
+            max_delay_s=settings.retry_max_delay_s,
+            stop_event=stop_event,
+        )
 
     async def process(self, claimed: claims.Claimed) -> None:
         """Call the third party for a claimed order and hand its outcome to the recorder."""
@@ -91,38 +96,32 @@ class _Order:
         if left <= 0:
             self._cancel(f"no third-party attempts left after {attempts_done} calls")
             return
-        backoff = Backoff(self.p.stop_event)
-        retrying = build_retrying(
-            max_attempts=left,
-            base_delay_s=settings.retry_base_delay_s,
-            max_delay_s=settings.retry_max_delay_s,
-            stop_event=self.p.stop_event,
-            backoff=backoff,
-        )
+        attempts = self.p.retry_policy.attempts(left)
         number = attempts_done
         try:
-            for attempt in retrying:
-                with attempt:
-                    if backoff.due is not None:
-                        # tenacity chose to retry: record the failed attempt and the retry,
-                        # then wait (a stop cuts the wait short).
-                        metrics.RETRIES.inc()
-                        step = store.Step(Event.RETRY_SCHEDULED, f"retry in {backoff.due:.2f}s")
-                        await self._write([step])
-                        await backoff.wait()
-                        if self.p.stop_event.is_set():
-                            # The stop cut a backoff short: hand back instead of calling again.
-                            raise _Stopping
-                    number = attempts_done + attempt.retry_state.attempt_number
-                    try:
-                        async with self.p.calls:
-                            placement = await self.p.third_party.place(order)
-                    except ThirdPartyError as exc:
-                        self.pending = [_attempt_step(number, f"failed: {exc.reason}")]
-                        logger.info(
-                            "attempt %d failed: %s", number, exc.reason, extra={"ref": self.ref}
-                        )
-                        raise
+            while attempts.next():
+                if attempts.due is not None:
+                    # tenacity chose to retry: record the failed attempt and the retry, then
+                    # wait (a stop cuts the wait short).
+                    metrics.RETRIES.inc()
+                    step = store.Step(Event.RETRY_SCHEDULED, f"retry in {attempts.due:.2f}s")
+                    await self._write([step])
+                    await attempts.wait()
+                    if self.p.stop_event.is_set():
+                        # The stop cut a backoff short: hand back instead of calling again.
+                        raise _Stopping
+                number = attempts_done + attempts.number
+                try:
+                    async with self.p.calls:
+                        placement = await self.p.third_party.place(order)
+                except ThirdPartyError as exc:
+                    self.pending = [_attempt_step(number, f"failed: {exc.reason}")]
+                    logger.info(
+                        "attempt %d failed: %s", number, exc.reason, extra={"ref": self.ref}
+                    )
+                    attempts.failed(exc)
+                else:
+                    attempts.succeeded(placement)
         except _Stopping:
             await self._release()
             return

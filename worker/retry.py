@@ -1,19 +1,24 @@
 """The retry policy for third-party calls, built from settings at run time.
 
-tenacity decides (stop, wait, retry); the caller's coroutine does the waiting. The policy is a
-plain `Retrying` iterated in an `async def`: its attempt bodies await the call, and its sleep
-only notes the backoff, which the caller awaits (after recording the failure) before the next
-attempt. tenacity's AsyncRetrying does the same work but inspects every callback on every
-attempt to see whether it is a coroutine: that alone was a tenth of a worker's CPU per order.
+tenacity decides (stop, wait, retry); the caller's coroutine does the calling and the waiting.
+One `Retrying` per attempt budget is built per process and shared by every order: each order
+steps it with a `RetryCallState` of its own (`Retrying.iter` runs without yielding, so orders
+interleaved on the event loop never see each other's state). A `Retrying` built per order was
+a reference cycle of some twenty objects (its actions hold its bound methods), so every order
+left garbage for the cycle collector, whose pauses then reached 100 ms on a busy worker.
+tenacity's AsyncRetrying does the same work but inspects every callback on every attempt to see
+whether it is a coroutine: that alone was a tenth of a worker's CPU per order.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+from typing import Any
 
 from tenacity import (
+    DoAttempt,
+    DoSleep,
     RetryCallState,
     Retrying,
     retry_if_exception_type,
@@ -23,8 +28,6 @@ from tenacity import (
 from tenacity.stop import stop_base
 
 from worker.thirdparty import ThirdPartyUnavailable
-
-logger = logging.getLogger(__name__)
 
 
 class stop_when_set(stop_base):  # noqa: N801 - named like tenacity's own stop strategies
@@ -38,37 +41,79 @@ class stop_when_set(stop_base):  # noqa: N801 - named like tenacity's own stop s
         return self.event.is_set()
 
 
-class Backoff:
-    """The sleep handed to tenacity: it records the delay for the caller to await."""
+def _never_sleep(seconds: float) -> None:
+    raise AssertionError("the retry policy is stepped with Attempts, never iterated")
 
-    def __init__(self, stop_event: asyncio.Event) -> None:
+
+class RetryPolicy:
+    """At most N calls an order; exponential backoff with jitter; only retryable errors."""
+
+    def __init__(
+        self, *, base_delay_s: float, max_delay_s: float, stop_event: asyncio.Event
+    ) -> None:
+        self.base_delay_s = base_delay_s
+        self.max_delay_s = max_delay_s
         self.stop_event = stop_event
-        #: The delay tenacity chose before the coming attempt, until the caller waits it out.
+        self._by_budget: dict[int, Retrying] = {}
+
+    def _retrying(self, max_attempts: int) -> Retrying:
+        retrying = self._by_budget.get(max_attempts)
+        if retrying is None:
+            retrying = self._by_budget[max_attempts] = Retrying(
+                stop=stop_after_attempt(max_attempts) | stop_when_set(self.stop_event),
+                wait=wait_exponential_jitter(
+                    multiplier=self.base_delay_s, max=self.max_delay_s, jitter=self.base_delay_s
+                ),
+                retry=retry_if_exception_type(ThirdPartyUnavailable),
+                sleep=_never_sleep,
+                reraise=True,
+            )
+        return retrying
+
+    def attempts(self, max_attempts: int) -> Attempts:
+        """A fresh schedule of at most max_attempts calls, for one order."""
+        return Attempts(self._retrying(max_attempts), self.stop_event)
+
+
+class Attempts:
+    """One order's way through the policy: `next()` says call now, wait first, or stop."""
+
+    def __init__(self, retrying: Retrying, stop_event: asyncio.Event) -> None:
+        self.retrying = retrying
+        self.stop_event = stop_event
+        if "idle_for" not in retrying.statistics:
+            # Its statistics are per thread and only ever added to here: start them once.
+            retrying.begin()
+        self.state = RetryCallState(retrying, fn=None, args=(), kwargs={})
+        #: The backoff tenacity chose before the coming attempt, until it is waited out.
         self.due: float | None = None
 
-    def __call__(self, seconds: float) -> None:
-        self.due = seconds
+    @property
+    def number(self) -> int:
+        """The attempt about to be made (or last made), from 1."""
+        return self.state.attempt_number
+
+    def next(self) -> bool:
+        """True: make the next call (after `wait()` if `due` is set). False: the last call
+        succeeded. Raises the last call's error when tenacity stops (a final rejection, or
+        the attempts or the worker's run are over)."""
+        action: Any = self.retrying.iter(self.state)
+        if isinstance(action, DoAttempt):
+            return True
+        if isinstance(action, DoSleep):
+            self.state.prepare_for_next_attempt()
+            self.due = float(action)
+            return True
+        return False
+
+    def succeeded(self, result: object) -> None:
+        self.state.set_result(result)
+
+    def failed(self, exc: BaseException) -> None:
+        self.state.set_exception((type(exc), exc, exc.__traceback__))
 
     async def wait(self) -> None:
-        """Wait the recorded delay, or less if the worker is stopping."""
+        """Wait the backoff, or less if the worker is stopping."""
         seconds, self.due = self.due or 0.0, None
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.stop_event.wait(), seconds)
-
-
-def build_retrying(
-    *,
-    max_attempts: int,
-    base_delay_s: float,
-    max_delay_s: float,
-    stop_event: asyncio.Event,
-    backoff: Backoff,
-) -> Retrying:
-    """At most max_attempts calls; exponential backoff with jitter; only retryable errors."""
-    return Retrying(
-        stop=stop_after_attempt(max_attempts) | stop_when_set(stop_event),
-        wait=wait_exponential_jitter(multiplier=base_delay_s, max=max_delay_s, jitter=base_delay_s),
-        retry=retry_if_exception_type(ThirdPartyUnavailable),
-        sleep=backoff,
-        reraise=True,
-    )
