@@ -142,22 +142,27 @@ def update_order(order_id: int, values: dict[str, Any]) -> None:
     db.execute_sql(text, [fields[n].db_value(values[n]) for n in names] + [order_id])
 
 
-def insert_order(values: dict[str, Any]) -> int:
-    """INSERT one order row; returns its id."""
-    names = tuple(sorted(values))
+_NEW_ORDER_FIELDS = [f for f in _ORDER_FIELDS if f.name != "id"]
+
+
+def insert_orders(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """INSERT order rows (dicts with every field but id) in one statement: {ref: id}."""
     p = _param()
-    fields = Order._meta.fields
 
     def build() -> str:
-        cols = ", ".join(f'"{fields[n].column_name}"' for n in names)
+        cols = ", ".join(f'"{f.column_name}"' for f in _NEW_ORDER_FIELDS)
+        one = f"({', '.join([p] * len(_NEW_ORDER_FIELDS))})"
         return (
-            f"INSERT INTO {_ORDER_TABLE} ({cols}) VALUES ({', '.join([p] * len(names))}) "
-            'RETURNING "id"'
+            f"INSERT INTO {_ORDER_TABLE} ({cols}) VALUES {', '.join([one] * len(rows))} "
+            'RETURNING "id", "ref"'
         )
 
-    text = _sql(("insert_order", names), build)
-    cursor = db.execute_sql(text, [fields[n].db_value(values[n]) for n in names])
-    return int(cursor.fetchone()[0])
+    text = _sql(("insert_orders", len(rows)), build)
+    params: list[Any] = []
+    for row in rows:
+        params.extend(f.db_value(row[f.name]) for f in _NEW_ORDER_FIELDS)
+    # Rows come back in no promised order: matched by ref (unique).
+    return {ref: int(order_id) for order_id, ref in db.execute_sql(text, params).fetchall()}
 
 
 def insert_events(rows: Sequence[dict[str, Any]]) -> None:

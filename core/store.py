@@ -87,16 +87,25 @@ def apply_steps(
     caller writes the changed fields itself (statements.update_order / update_held); the
     model's dirty-field tracking, which only save() reads, is not kept.
     """
-    data = order.__data__
+    return _apply_steps(order.__data__, steps, now)
+
+
+def _apply_steps(
+    data: dict[str, Any], steps: Sequence[Step], now: dt.datetime
+) -> tuple[list[dict[str, Any]], list[Update]]:
     rows: list[dict[str, Any]] = []
     updates: list[Update] = []
+    snap: dict[str, Any] | None = None
+    snap_json = ""
     for step in steps:
         data.update(step.changes)
         data["last_sequence"] = sequence = data["last_sequence"] + 1
         data["progress"] = progress = max(data["progress"], PROGRESS[step.event])
         data["updated_on"] = now
-        snap = _snapshot(data)
-        snap_json = json.dumps(snap, separators=(",", ":"))
+        current = _snapshot(data)
+        if current != snap:  # created + queued: the same order twice, serialised once
+            snap, snap_json = current, json.dumps(current, separators=(",", ":"))
+        assert snap is not None
         event = step.event.value
         rows.append(
             {
@@ -138,6 +147,12 @@ class NewOrder:
     idempotency: tuple[str, str] | None = None
 
 
+#: A new order row's values before its own: the model's defaults (none is callable).
+_NEW_ORDER_ROW: dict[str, Any] = {
+    f.name: f.default for f in Order._meta.sorted_fields if f.name != "id"
+}
+
+
 def create_orders(orders: Sequence[NewOrder], queued: bool = True) -> list[list[Update]]:
     """Insert PENDING orders with their `created` and `queued` events, in one transaction.
 
@@ -146,22 +161,25 @@ def create_orders(orders: Sequence[NewOrder], queued: bool = True) -> list[list[
     written then).
     """
     now = utcnow()
-    prepared: list[tuple[NewOrder, Order, list[dict[str, Any]]]] = []
+    pending = OrderStatus.PENDING.value
+    rows: list[dict[str, Any]] = []
+    events: list[list[dict[str, Any]]] = []
     updates: list[list[Update]] = []
     for new in orders:
-        order = Order(
-            ref=new.ref,
-            fund_name=new.fund_name,
-            transaction_type=new.transaction_type.value,
-            quantity=new.quantity,
-            order_value=new.value,
-            status=OrderStatus.PENDING.value,
-            priority=new.priority,
-            created_on=now,
-            updated_on=now,
-            enqueued_at=now,
-            caller=new.caller,
-        )
+        data = {
+            **_NEW_ORDER_ROW,
+            "ref": new.ref,
+            "fund_name": new.fund_name,
+            "transaction_type": new.transaction_type.value,
+            "quantity": new.quantity,
+            "order_value": new.value,
+            "status": pending,
+            "priority": new.priority,
+            "created_on": now,
+            "updated_on": now,
+            "enqueued_at": now,
+            "caller": new.caller,
+        }
         steps = [
             Step(
                 Event.CREATED,
@@ -171,28 +189,28 @@ def create_orders(orders: Sequence[NewOrder], queued: bool = True) -> list[list[
         ]
         if queued:
             steps.append(Step(Event.QUEUED, f"priority {new.priority}"))
-        rows, order_updates = apply_steps(order, steps, now)
-        prepared.append((new, order, rows))
+        order_events, order_updates = _apply_steps(data, steps, now)
+        rows.append(data)
+        events.append(order_events)
         updates.append(order_updates)
-    all_rows: list[dict[str, Any]] = []
+    all_events: list[dict[str, Any]] = []
     with write_txn():
-        for new, order, rows in prepared:
-            order.id = statements.insert_order(
-                {name: getattr(order, name) for name in Order._meta.fields if name != "id"}
-            )
+        ids = statements.insert_orders(rows)
+        for new, order_events in zip(orders, events, strict=True):
+            order_id = ids[new.ref]
             if new.idempotency is not None:
                 key, request_hash = new.idempotency
-                IdempotencyKey.create(
+                IdempotencyKey.insert(
                     caller=new.caller,
                     key=key,
                     request_hash=request_hash,
-                    order=order,
+                    order=order_id,
                     created_on=now,
-                )
-            for row in rows:
-                row["order"] = order.id
-            all_rows.extend(rows)
-        statements.insert_events(all_rows)
+                ).execute()
+            for event in order_events:
+                event["order"] = order_id
+            all_events.extend(order_events)
+        statements.insert_events(all_events)
     return updates
 
 

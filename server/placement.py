@@ -117,16 +117,16 @@ class OrderPlacer:
 
         Raises FundNotFound, IdempotencyConflict or QueueFull. Needs a DB connection.
         """
-        fingerprint = request_hash(cmd)
+        idempotency = None
         if cmd.idempotency_key is not None:
-            replay = self._replay(caller, cmd.idempotency_key, fingerprint)
+            idempotency = (cmd.idempotency_key, request_hash(cmd))
+            replay = self._replay(caller, *idempotency)
             if replay is not None:
                 return replay
         nav = self._nav(cmd.fund_name)
         if nav is None:
             raise FundNotFound(cmd.fund_name)
         queue_up = self._check_depth()
-        idempotency = None if cmd.idempotency_key is None else (cmd.idempotency_key, fingerprint)
         new = store.NewOrder(
             ref=new_order_ref(),
             fund_name=cmd.fund_name,
