@@ -21,11 +21,19 @@ _STATUS = {
 _TYPE = {"BUY": pb.TRANSACTION_TYPE_BUY, "SELL": pb.TRANSACTION_TYPE_SELL}
 
 
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
 def timestamp(value: dt.datetime) -> Timestamp:
-    """A naive-UTC datetime as a protobuf Timestamp."""
-    ts = Timestamp()
-    ts.FromDatetime(value.replace(tzinfo=dt.UTC))
-    return ts
+    """A naive-UTC datetime (or an aware one) as a protobuf Timestamp.
+
+    Computed from the difference to the epoch: Timestamp.FromDatetime is pure Python and was
+    a fifth of the cost of each update sent to watchers.
+    """
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    delta = value - _EPOCH
+    return Timestamp(seconds=delta.days * 86_400 + delta.seconds, nanos=delta.microseconds * 1000)
 
 
 def order_message(snap: dict[str, Any]) -> pb.Order:

@@ -1,13 +1,16 @@
-"""Pure domain rules: refs, order values, validation."""
+"""Pure domain rules: refs, order values, validation, timestamps."""
 
 from __future__ import annotations
 
+import datetime as dt
 from decimal import Decimal
 
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from core.domain import format_money, is_order_ref, new_order_ref, order_value
 from core.errors import InvalidField
+from server.convert import timestamp
 from server.validation import validate_place
 
 
@@ -38,3 +41,19 @@ def test_validation_names_the_field() -> None:
         validate_place("Fund", 1, 0, None)
     assert err.value.field == "quantity"
     assert validate_place("Fund", 2, 5, "").idempotency_key is None
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        dt.datetime(2026, 12, 4, 8, 0, 1, 654321),
+        dt.datetime(1970, 1, 1),
+        dt.datetime(1969, 12, 31, 23, 59, 59, 500000),
+        dt.datetime(9999, 12, 31, 23, 59, 59, 999999),
+        dt.datetime(2026, 1, 1, 12, tzinfo=dt.timezone(dt.timedelta(hours=2))),
+    ],
+)
+def test_timestamps_match_protobufs_own_conversion(value: dt.datetime) -> None:
+    expected = Timestamp()
+    expected.FromDatetime(value if value.tzinfo else value.replace(tzinfo=dt.UTC))
+    assert timestamp(value) == expected
