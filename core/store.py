@@ -304,14 +304,6 @@ def events_after(ref: str, after_sequence: int = 0) -> list[Update]:
     ]
 
 
-def latest_update(ref: str) -> Update:
-    """The order's current state as an update carrying its latest sequence, or OrderNotFound."""
-    found = latest_updates([ref]).get(ref)
-    if found is None:
-        raise OrderNotFound(ref)
-    return found
-
-
 def latest_updates(refs: Sequence[str]) -> dict[str, Update]:
     """Each order's current state as an update carrying its latest sequence, in one query
     (one consistent read); an unknown ref is absent from the answer."""

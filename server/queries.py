@@ -46,15 +46,14 @@ def history(ref: str, after_sequence: int = 0) -> list[Update]:
     return _read(run)
 
 
-def watch_backlog(ref: str, after_sequence: int | None) -> Backlog:
-    """What a watcher is sent first: the current state, or every update after a sequence."""
+def watch_backlog(ref: str, after_sequence: int) -> Backlog:
+    """Every update of the order after a sequence: what a watcher resuming from it is sent
+    (a new watcher is sent the current state, current_many)."""
 
     def run() -> Backlog:
         # The order row first: once it reads terminal, its terminal event is stored too.
         order = store.get_order(ref)
         finished = OrderStatus(order.status).terminal
-        if after_sequence is None:
-            return Backlog([store.latest_update(ref)], finished)
         if after_sequence > order.last_sequence and not finished:
             raise InvalidField(
                 "after_sequence",

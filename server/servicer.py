@@ -97,6 +97,11 @@ class OrderService:
                     yield data
 
     async def _backlog(self, ref: str, after: int | None) -> Backlog:
+        if after is None:
+            # A stream's first read is the order's current state, as GetStatus reads it:
+            # streams that open together share one thread hop and one query with GetStatus.
+            current = await self.statuses.submit(ref)
+            return Backlog([current], current.terminal)
         return await self._blocking(queries.watch_backlog, ref, after)
 
     async def QueueStats(  # noqa: N802

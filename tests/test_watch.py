@@ -184,6 +184,10 @@ def test_hundreds_of_watchers_all_get_their_terminal_update(make_stack, sqlite_u
     results = asyncio.run(run())
     assert len(results) == 300
     for i, messages in enumerate(results):
+        # Streams that open together share one read of their orders' current state: each
+        # still starts from its own order.
+        first = messages[0].order
+        assert (first.order_ref_no, first.quantity) == (refs[i % len(refs)], i % len(refs) + 1)
         assert messages[0].sequence == 2, messages[0]
         assert_whole(messages, first_sequence=2)
         assert messages[-1].order.status == pb.ORDER_STATUS_COMPLETED
