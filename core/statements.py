@@ -12,12 +12,13 @@ from typing import Any
 
 import peewee as pw
 
-from core.models import Order, OrderEvent, db
+from core.models import IdempotencyKey, Order, OrderEvent, db
 
 _cache: dict[tuple[Any, ...], str] = {}
 
 _ORDER_TABLE = f'"{Order._meta.table_name}"'
 _EVENT_TABLE = f'"{OrderEvent._meta.table_name}"'
+_KEY_TABLE = f'"{IdempotencyKey._meta.table_name}"'
 _ORDER_FIELDS = list(Order._meta.sorted_fields)
 _ORDER_COLUMNS = [f.column_name for f in _ORDER_FIELDS]
 _EVENT_FIELDS = [f for f in OrderEvent._meta.sorted_fields if f.name != "id"]
@@ -181,3 +182,79 @@ def insert_events(rows: Sequence[dict[str, Any]]) -> None:
             row["order"] if f.name == "order" else f.db_value(row[f.name]) for f in _EVENT_FIELDS
         )
     db.execute_sql(text, params)
+
+
+_KEY_FIELDS = [f for f in IdempotencyKey._meta.sorted_fields if f.name not in ("id", "order")]
+
+
+def one_statement_placements() -> bool:
+    """True where insert_placements can write a batch in one statement (PostgreSQL)."""
+    return not _sqlite()
+
+
+def insert_placements(
+    rows: Sequence[dict[str, Any]],
+    events: Sequence[dict[str, Any]],
+    keys: Sequence[dict[str, Any]],
+) -> None:
+    """PostgreSQL: INSERT orders, their events and idempotency keys in one statement.
+
+    Outside a transaction the statement is its own (autocommit), so a batch costs one round
+    trip instead of BEGIN, one per INSERT and COMMIT; it is atomic either way, and a taken
+    idempotency key fails the whole statement (IntegrityError), writing nothing. Events and
+    keys name their order by "ref" (the order ids come from the orders' RETURNING).
+    """
+    p = _param()
+    event_fields = [f for f in _EVENT_FIELDS if f.name != "order"]
+
+    def joined(table: str, fields: list[Any], count: int) -> str:
+        # VALUES columns take their types from the first row; psycopg2 sends plain literals.
+        first = ", ".join([p] + [f"{p}::{_pg_type(f)}" for f in fields])
+        rest = f"({', '.join([p] * (len(fields) + 1))})"
+        values = ", ".join([f"({first})"] + [rest] * (count - 1))
+        names = ", ".join(f'"{f.column_name}"' for f in fields)
+        aliases = ", ".join(f"v.c{i}" for i in range(len(fields)))
+        return (
+            f'INSERT INTO {table} ("order_id", {names}) SELECT o."id", {aliases} FROM o JOIN '
+            f"(VALUES {values}) AS v(ref, {', '.join(f'c{i}' for i in range(len(fields)))}) "
+            'ON v.ref = o."ref"'
+        )
+
+    def build() -> str:
+        cols = ", ".join(f'"{f.column_name}"' for f in _NEW_ORDER_FIELDS)
+        one = f"({', '.join([p] * len(_NEW_ORDER_FIELDS))})"
+        text = (
+            f"WITH o AS (INSERT INTO {_ORDER_TABLE} ({cols}) VALUES "
+            f'{", ".join([one] * len(rows))} RETURNING "id", "ref")'
+        )
+        if keys:
+            text += f", k AS ({joined(_KEY_TABLE, _KEY_FIELDS, len(keys))})"
+        return f"{text} {joined(_EVENT_TABLE, event_fields, len(events))}"
+
+    text = _sql(("placements", len(rows), len(events), len(keys)), build)
+    params: list[Any] = []
+    for row in rows:
+        params.extend(f.db_value(row[f.name]) for f in _NEW_ORDER_FIELDS)
+    for key in keys:
+        params.append(key["ref"])
+        params.extend(f.db_value(key[f.name]) for f in _KEY_FIELDS)
+    for event in events:
+        params.append(event["ref"])
+        params.extend(f.db_value(event[f.name]) for f in event_fields)
+    db.execute_sql(text, params)
+
+
+#: PostgreSQL types for the VALUES columns of insert_placements, by peewee field type.
+_PG_TYPES = {
+    "VARCHAR": "text",
+    "TEXT": "text",
+    "INT": "integer",
+    "SMALLINT": "smallint",
+    "BIGINT": "bigint",
+    "BOOL": "boolean",
+    "DATETIME": "timestamp",
+}
+
+
+def _pg_type(field: pw.Field) -> str:
+    return _PG_TYPES[field.field_type]

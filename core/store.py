@@ -161,25 +161,11 @@ def create_orders(orders: Sequence[NewOrder], queued: bool = True) -> list[list[
     written then).
     """
     now = utcnow()
-    pending = OrderStatus.PENDING.value
     rows: list[dict[str, Any]] = []
     events: list[list[dict[str, Any]]] = []
     updates: list[list[Update]] = []
     for new in orders:
-        data = {
-            **_NEW_ORDER_ROW,
-            "ref": new.ref,
-            "fund_name": new.fund_name,
-            "transaction_type": new.transaction_type.value,
-            "quantity": new.quantity,
-            "order_value": new.value,
-            "status": pending,
-            "priority": new.priority,
-            "created_on": now,
-            "updated_on": now,
-            "enqueued_at": now,
-            "caller": new.caller,
-        }
+        row = _new_order_row(new, now)
         steps = [
             Step(
                 Event.CREATED,
@@ -189,10 +175,67 @@ def create_orders(orders: Sequence[NewOrder], queued: bool = True) -> list[list[
         ]
         if queued:
             steps.append(Step(Event.QUEUED, f"priority {new.priority}"))
-        order_events, order_updates = _apply_steps(data, steps, now)
-        rows.append(data)
+        order_events, order_updates = _apply_steps(row, steps, now)
+        rows.append(row)
         events.append(order_events)
         updates.append(order_updates)
+    if statements.one_statement_placements():
+        _insert_in_one_statement(orders, rows, events, now)
+    else:
+        _insert_in_one_transaction(orders, rows, events, now)
+    return updates
+
+
+def _new_order_row(new: NewOrder, now: dt.datetime) -> dict[str, Any]:
+    return {
+        **_NEW_ORDER_ROW,
+        "ref": new.ref,
+        "fund_name": new.fund_name,
+        "transaction_type": new.transaction_type.value,
+        "quantity": new.quantity,
+        "order_value": new.value,
+        "status": OrderStatus.PENDING.value,
+        "priority": new.priority,
+        "created_on": now,
+        "updated_on": now,
+        "enqueued_at": now,
+        "caller": new.caller,
+    }
+
+
+def _insert_in_one_statement(
+    orders: Sequence[NewOrder],
+    rows: list[dict[str, Any]],
+    events: list[list[dict[str, Any]]],
+    now: dt.datetime,
+) -> None:
+    # PostgreSQL: one round trip, atomic by itself; events and keys name their order by ref.
+    keys: list[dict[str, Any]] = []
+    all_events: list[dict[str, Any]] = []
+    for new, order_events in zip(orders, events, strict=True):
+        if new.idempotency is not None:
+            key, request_hash = new.idempotency
+            keys.append(
+                {
+                    "ref": new.ref,
+                    "caller": new.caller,
+                    "key": key,
+                    "request_hash": request_hash,
+                    "created_on": now,
+                }
+            )
+        for event in order_events:
+            event["ref"] = new.ref
+        all_events.extend(order_events)
+    statements.insert_placements(rows, all_events, keys)
+
+
+def _insert_in_one_transaction(
+    orders: Sequence[NewOrder],
+    rows: list[dict[str, Any]],
+    events: list[list[dict[str, Any]]],
+    now: dt.datetime,
+) -> None:
     all_events: list[dict[str, Any]] = []
     with write_txn():
         ids = statements.insert_orders(rows)
@@ -211,7 +254,6 @@ def create_orders(orders: Sequence[NewOrder], queued: bool = True) -> list[list[
                 event["order"] = order_id
             all_events.extend(order_events)
         statements.insert_events(all_events)
-    return updates
 
 
 def create_order(
