@@ -95,7 +95,11 @@ def _ceilings(ceil: dict[str, Any]) -> list[str]:
         "| what | rate /s | p50 ms | p99 ms |",
         "|---|---|---|---|",
     ]
-    for kind, name in (("empty_rpc", "bare grpc.aio"), ("empty_rpc_sync", "bare sync, 8 threads")):
+    for kind, name in (
+        ("empty_rpc", "bare grpc.aio"),
+        ("empty_rpc_sync", "bare sync, 8 threads"),
+        ("empty_rpc_orders", "Health/Check on orders-server (its interceptors, no handler work)"),
+    ):
         for c, r in (ceil.get(kind) or {}).items():
             lines.append(
                 f"| empty unary RPC, {name}, {c} in flight | {fig(r.get('rate'))} | "
