@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,26 @@ def _e2e(rows: dict[str, Any]) -> list[str]:
             f"| {name} | {fig(r.get('rate'))} | {against} | {fig(r.get('place_rate'))} | "
             f"{_cpu_text(cpu)} |"
         )
-    return lines
+    return lines + _cpu_budget((rows.get("e2e") or {}).get("0ms/1w"))
+
+
+def _cpu_budget(row: dict[str, Any] | None) -> list[str]:
+    """What the 0 ms / 1 worker target leaves per order: every process shares these cores."""
+    peer = median(row, "peer_rate")
+    cpu = _median_run(row).get("cpu_us_per_order") if row else None
+    cores = os.cpu_count() or 1
+    if not peer or not cpu:
+        return []
+    used = sum(v["total_us"] for v in cpu.values())
+    budget = cores * 1e6 / peer
+    return [
+        "",
+        f"CPU budget of the 0ms/1w target: at Dramatiq's {peer:,.0f} jobs/s, {cores} cores give "
+        f"every process together at most {budget:,.0f} µs of CPU per order, at 100% use of every "
+        f"core. The median 0ms/1w run used {used:,.0f} µs per order in all ({_cpu_text(cpu)}), "
+        f"so it could reach at most {cores * 1e6 / used:,.0f} orders/s here even with no idle "
+        "time.",
+    ]
 
 
 def _fanout(rows: dict[str, Any]) -> list[str]:
