@@ -7,6 +7,7 @@ through each field's db_value, exactly as peewee would pass them.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,6 +16,11 @@ import peewee as pw
 from core.models import IdempotencyKey, Order, OrderEvent, db
 
 _cache: dict[tuple[Any, ...], str] = {}
+#: Statement texts kept. Shapes vary with the batch size and, for placements, with how many
+#: orders of a batch carry an idempotency key: thousands of possible texts of up to ~15 kB.
+#: Past this many the oldest is dropped (the common shapes are built again at once).
+CACHE_LIMIT = 1024
+_cache_lock = threading.Lock()
 
 _ORDER_TABLE = f'"{Order._meta.table_name}"'
 _EVENT_TABLE = f'"{OrderEvent._meta.table_name}"'
@@ -36,7 +42,11 @@ def _sql(key: tuple[Any, ...], build: Any) -> str:
     full = (*key, _param(), _sqlite())
     text = _cache.get(full)
     if text is None:
-        text = _cache[full] = build()
+        text = build()
+        with _cache_lock:  # the database threads share the cache
+            while len(_cache) >= CACHE_LIMIT:
+                del _cache[next(iter(_cache))]
+            _cache[full] = text
     return text
 
 

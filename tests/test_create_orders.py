@@ -76,3 +76,20 @@ def test_a_taken_key_fails_the_whole_batch_and_writes_nothing(database: pw.Datab
         # The connection is usable afterwards (no transaction left aborted).
         store.create_orders([_new("ORD-I", 9)])
         assert Order.select().count() == 2
+
+
+def test_the_statement_cache_stays_bounded(database: pw.Database) -> None:
+    from core import statements
+
+    shapes = statements.CACHE_LIMIT + 10
+    try:
+        for size in range(1, shapes + 1):
+            text = statements._sql(("probe", size), lambda size=size: f"probe {size}")
+            assert text == f"probe {size}"
+        assert len(statements._cache) == statements.CACHE_LIMIT
+        # The newest shapes are kept; the oldest were dropped and are built again if asked for.
+        assert statements._sql(("probe", shapes), lambda: "rebuilt") == f"probe {shapes}"
+        assert statements._sql(("probe", 1), lambda: "rebuilt") == "rebuilt"
+    finally:
+        for key in [k for k in statements._cache if k[0] == "probe"]:
+            del statements._cache[key]
