@@ -55,7 +55,8 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     lines += _ceilings(rows.get("ceilings") or {})
     lines += _peers(rows)
     lines += _place(rows)
-    lines += _e2e(rows)
+    # The measured machine's cores (older results lack them: this machine's).
+    lines += _e2e(rows, int(meta.get("cores") or os.cpu_count() or 1))
     lines += _fanout(rows.get("fanout") or {})
     lines += _recovery(rows.get("recovery") or {})
     lines += _scaling(rows.get("scaling") or {})
@@ -159,7 +160,7 @@ def _place(rows: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _e2e(rows: dict[str, Any]) -> list[str]:
+def _e2e(rows: dict[str, Any], cores: int) -> list[str]:
     lines = [
         "",
         "## 3. End to end (PlaceOrder to COMPLETED, SQLite unless named)",
@@ -192,14 +193,13 @@ def _e2e(rows: dict[str, Any]) -> list[str]:
             f"| {name} | {fig(r.get('rate'))} | {against} | {fig(r.get('place_rate'))} | "
             f"{_cpu_text(cpu)} |"
         )
-    return lines + _cpu_budget((rows.get("e2e") or {}).get("0ms/1w"))
+    return lines + _cpu_budget((rows.get("e2e") or {}).get("0ms/1w"), cores)
 
 
-def _cpu_budget(row: dict[str, Any] | None) -> list[str]:
+def _cpu_budget(row: dict[str, Any] | None, cores: int) -> list[str]:
     """What the 0 ms / 1 worker target leaves per order: every process shares these cores."""
     peer = median(row, "peer_rate")
     cpu = _median_run(row).get("cpu_us_per_order") if row else None
-    cores = os.cpu_count() or 1
     if not peer or not cpu:
         return []
     used = sum(v["total_us"] for v in cpu.values())

@@ -161,6 +161,7 @@ def meta(elapsed: float) -> dict[str, Any]:
         "elapsed_s": round(elapsed),
         "full": FULL,
         "runs_per_figure": RUNS,
+        "cores": os.cpu_count(),
         "machine": f"{os.cpu_count()} cores, {cpu}, {platform.platform()}",
         "python": platform.python_version(),
         "grpcio": grpc.__version__,

@@ -223,11 +223,11 @@ def insert_placements(
         rest = f"({', '.join([p] * (len(fields) + 1))})"
         values = ", ".join([f"({first})"] + [rest] * (count - 1))
         names = ", ".join(f'"{f.column_name}"' for f in fields)
-        aliases = ", ".join(f"v.c{i}" for i in range(len(fields)))
+        aliases = [f"c{i}" for i in range(len(fields))]
         return (
-            f'INSERT INTO {table} ("order_id", {names}) SELECT o."id", {aliases} FROM o JOIN '
-            f"(VALUES {values}) AS v(ref, {', '.join(f'c{i}' for i in range(len(fields)))}) "
-            'ON v.ref = o."ref"'
+            f'INSERT INTO {table} ("order_id", {names}) '
+            f'SELECT o."id", {", ".join(f"v.{a}" for a in aliases)} FROM o '
+            f'JOIN (VALUES {values}) AS v(ref, {", ".join(aliases)}) ON v.ref = o."ref"'
         )
 
     def build() -> str:

@@ -162,7 +162,8 @@ def create_orders(orders: Sequence[NewOrder], queued: bool = True) -> list[list[
     """
     now = utcnow()
     rows: list[dict[str, Any]] = []
-    events: list[list[dict[str, Any]]] = []
+    events: list[dict[str, Any]] = []
+    keys: list[dict[str, Any]] = []
     updates: list[list[Update]] = []
     for new in orders:
         row = _new_order_row(new, now)
@@ -176,14 +177,44 @@ def create_orders(orders: Sequence[NewOrder], queued: bool = True) -> list[list[
         if queued:
             steps.append(Step(Event.QUEUED, f"priority {new.priority}"))
         order_events, order_updates = _apply_steps(row, steps, now)
+        # Events and keys name their order by ref until its id is known.
+        events.extend({**event, "ref": new.ref} for event in order_events)
+        if new.idempotency is not None:
+            key, request_hash = new.idempotency
+            keys.append(
+                {
+                    "ref": new.ref,
+                    "caller": new.caller,
+                    "key": key,
+                    "request_hash": request_hash,
+                    "created_on": now,
+                }
+            )
         rows.append(row)
-        events.append(order_events)
         updates.append(order_updates)
-    if statements.one_statement_placements():
-        _insert_in_one_statement(orders, rows, events, now)
-    else:
-        _insert_in_one_transaction(orders, rows, events, now)
+    _insert_new_orders(rows, events, keys)
     return updates
+
+
+def _insert_new_orders(
+    rows: list[dict[str, Any]], events: list[dict[str, Any]], keys: list[dict[str, Any]]
+) -> None:
+    if statements.one_statement_placements():
+        # PostgreSQL: one round trip, atomic by itself.
+        statements.insert_placements(rows, events, keys)
+        return
+    with write_txn():
+        ids = statements.insert_orders(rows)
+        for event in events:
+            event["order"] = ids[event["ref"]]
+        if keys:
+            IdempotencyKey.insert_many(
+                [
+                    {**{k: v for k, v in key.items() if k != "ref"}, "order": ids[key["ref"]]}
+                    for key in keys
+                ]
+            ).execute()
+        statements.insert_events(events)
 
 
 def _new_order_row(new: NewOrder, now: dt.datetime) -> dict[str, Any]:
@@ -201,59 +232,6 @@ def _new_order_row(new: NewOrder, now: dt.datetime) -> dict[str, Any]:
         "enqueued_at": now,
         "caller": new.caller,
     }
-
-
-def _insert_in_one_statement(
-    orders: Sequence[NewOrder],
-    rows: list[dict[str, Any]],
-    events: list[list[dict[str, Any]]],
-    now: dt.datetime,
-) -> None:
-    # PostgreSQL: one round trip, atomic by itself; events and keys name their order by ref.
-    keys: list[dict[str, Any]] = []
-    all_events: list[dict[str, Any]] = []
-    for new, order_events in zip(orders, events, strict=True):
-        if new.idempotency is not None:
-            key, request_hash = new.idempotency
-            keys.append(
-                {
-                    "ref": new.ref,
-                    "caller": new.caller,
-                    "key": key,
-                    "request_hash": request_hash,
-                    "created_on": now,
-                }
-            )
-        for event in order_events:
-            event["ref"] = new.ref
-        all_events.extend(order_events)
-    statements.insert_placements(rows, all_events, keys)
-
-
-def _insert_in_one_transaction(
-    orders: Sequence[NewOrder],
-    rows: list[dict[str, Any]],
-    events: list[list[dict[str, Any]]],
-    now: dt.datetime,
-) -> None:
-    all_events: list[dict[str, Any]] = []
-    with write_txn():
-        ids = statements.insert_orders(rows)
-        for new, order_events in zip(orders, events, strict=True):
-            order_id = ids[new.ref]
-            if new.idempotency is not None:
-                key, request_hash = new.idempotency
-                IdempotencyKey.insert(
-                    caller=new.caller,
-                    key=key,
-                    request_hash=request_hash,
-                    order=order_id,
-                    created_on=now,
-                ).execute()
-            for event in order_events:
-                event["order"] = order_id
-            all_events.extend(order_events)
-        statements.insert_events(all_events)
 
 
 def create_order(
