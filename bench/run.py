@@ -54,13 +54,21 @@ def summarise(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
     return {"runs": runs, **{k: spread(runs, k) for k in keys}}
 
 
+#: Seconds each row took (rows run in several parts add up), for the report: what the
+#: 15-minute budget of `make bench` goes to.
+ROW_SECONDS: dict[str, float] = {}
+
+
 def _guarded(name: str, fn: Callable[[], Any]) -> Any:
     """A row that fails is reported as failed (with the error), and the others still run."""
+    started = time.monotonic()
     try:
         return fn()
     except Exception as exc:  # noqa: BLE001 - a failed row is reported, not hidden
         log(f"row {name} failed: {exc!r}")
         return {"error": repr(exc)[:500]}
+    finally:
+        ROW_SECONDS[name] = ROW_SECONDS.get(name, 0.0) + time.monotonic() - started
 
 
 def main() -> None:
@@ -159,6 +167,7 @@ def meta(elapsed: float) -> dict[str, Any]:
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(elapsed),
+        "row_seconds": {name: round(seconds) for name, seconds in ROW_SECONDS.items()},
         "full": FULL,
         "runs_per_figure": RUNS,
         "cores": os.cpu_count(),
