@@ -68,11 +68,17 @@ def write_report(results: dict[str, Any], path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _row_seconds(seconds: dict[str, int]) -> list[str]:
+def _row_seconds(seconds: dict[str, int], steal: dict[str, float]) -> list[str]:
     if not seconds:
         return []  # older results did not record them
-    parts = ", ".join(f"{name} {s:,}" for name, s in sorted(seconds.items(), key=lambda kv: -kv[1]))
-    return [f"- seconds per row: {parts}"]
+    parts = ", ".join(
+        f"{name} {s:,}" + (f" ({steal[name]:.0f}% stolen)" if name in steal else "")
+        for name, s in sorted(seconds.items(), key=lambda kv: -kv[1])
+    )
+    return [
+        f"- seconds per row, with the share of the machine's CPU time the hypervisor gave to "
+        f"other guests meanwhile (steal, /proc/stat): {parts}"
+    ]
 
 
 def _head(meta: dict[str, Any]) -> list[str]:
@@ -89,7 +95,7 @@ def _head(meta: dict[str, Any]) -> list[str]:
         f"SQLite {meta.get('sqlite')}, Dramatiq {meta.get('dramatiq')}",
         f"- {meta.get('redis_server', '')}; {meta.get('postgresql', '')}",
         f"- settings: {meta.get('settings', '')}",
-        *_row_seconds(meta.get("row_seconds") or {}),
+        *_row_seconds(meta.get("row_seconds") or {}, meta.get("row_steal_pct") or {}),
         "",
         "Rerun: `make bench` (about 15 minutes on 2 cores; `FULL=1 make bench` for 5 runs per "
         "figure and more configurations). Raw figures, every run: `bench/results.json`. One row: "

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import ceilings, e2e, fanout, gateway, place, profile, recovery
+from bench.procs import machine_ticks
 from bench.report import write_report
 from bench.stack import ROOT, Bench, log
 from bench.stats import spread
@@ -57,11 +58,15 @@ def summarise(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
 #: Seconds each row took (rows run in several parts add up), for the report: what the
 #: 15-minute budget of `make bench` goes to.
 ROW_SECONDS: dict[str, float] = {}
+#: Clock ticks (all, stolen) of the machine during each row: this machine is a VM whose speed
+#: drifts; the share the hypervisor took is printed next to the figures it may have slowed.
+ROW_TICKS: dict[str, list[int]] = {}
 
 
 def _guarded(name: str, fn: Callable[[], Any]) -> Any:
     """A row that fails is reported as failed (with the error), and the others still run."""
     started = time.monotonic()
+    ticks = machine_ticks()
     try:
         return fn()
     except Exception as exc:  # noqa: BLE001 - a failed row is reported, not hidden
@@ -69,6 +74,10 @@ def _guarded(name: str, fn: Callable[[], Any]) -> Any:
         return {"error": repr(exc)[:500]}
     finally:
         ROW_SECONDS[name] = ROW_SECONDS.get(name, 0.0) + time.monotonic() - started
+        now = machine_ticks()
+        total = ROW_TICKS.setdefault(name, [0, 0])
+        total[0] += now[0] - ticks[0]
+        total[1] += now[1] - ticks[1]
 
 
 def main() -> None:
@@ -168,6 +177,10 @@ def meta(elapsed: float) -> dict[str, Any]:
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(elapsed),
         "row_seconds": {name: round(seconds) for name, seconds in ROW_SECONDS.items()},
+        "row_steal_pct": {
+            name: round(100 * stolen / max(ticks, 1), 1)
+            for name, (ticks, stolen) in ROW_TICKS.items()
+        },
         "full": FULL,
         "runs_per_figure": RUNS,
         "cores": os.cpu_count(),
