@@ -39,7 +39,7 @@ check: lint typecheck test ## lint, typecheck and test
 run: $(STAMP) ## bring up Redis (private unless configured), server, worker and fundhouse
 	$(BIN)/python -m scripts.run_stack
 
-bench: $(STAMP) ## benchmarks (about 15 min; FULL=1 for the whole matrix), writes BENCHMARKS.md
+bench: $(STAMP) ## benchmarks (about 13 min; FULL=1 for the whole matrix), writes BENCHMARKS.md
 	$(BIN)/python -m bench.run
 
 clean: ## remove the virtualenv and var/

@@ -97,7 +97,7 @@ def _head(meta: dict[str, Any]) -> list[str]:
         f"- settings: {meta.get('settings', '')}",
         *_row_seconds(meta.get("row_seconds") or {}, meta.get("row_steal_pct") or {}),
         "",
-        "Rerun: `make bench` (about 15 minutes on 2 cores; `FULL=1 make bench` for 5 runs per "
+        "Rerun: `make bench` (about 13 minutes on 2 cores; `FULL=1 make bench` for 5 runs per "
         "figure and more configurations). Raw figures, every run: `bench/results.json`. One row: "
         "the `row()` functions of the bench modules (e.g. `bench/e2e.py`).",
     ]
@@ -137,6 +137,8 @@ def _peers(rows: dict[str, Any]) -> list[str]:
         ("0ms/1w/drain", "1 process x 8 threads"),
         ("0ms/2w/drain", "2 processes x 8"),
     ):
+        if key not in (rows.get("e2e") or {}):
+            continue  # not run (FULL=1 only)
         r = (rows.get("e2e") or {}).get(key) or {}
         text = _error(r) or fig(r.get("peer_rate"))
         lines.append(
