@@ -131,15 +131,16 @@ def _ceilings(ceil: dict[str, Any]) -> list[str]:
 
 def _peers(rows: dict[str, Any]) -> list[str]:
     lines = []
+    e2e = rows.get("e2e") or {}
     for key, name in (
         ("0ms/1w", "1 process x 8 threads"),
         ("0ms/2w", "2 processes x 8"),
         ("0ms/1w/drain", "1 process x 8 threads"),
         ("0ms/2w/drain", "2 processes x 8"),
     ):
-        if key not in (rows.get("e2e") or {}):
+        if key not in e2e:
             continue  # not run (FULL=1 only)
-        r = (rows.get("e2e") or {}).get(key) or {}
+        r = e2e[key] or {}
         text = _error(r) or fig(r.get("peer_rate"))
         lines.append(
             f"| Dramatiq no-op drain of 20,000 jobs, {name} (before each e2e {key} run) | "

@@ -55,29 +55,26 @@ def summarise(runs: list[dict[str, Any]], keys: list[str]) -> dict[str, Any]:
     return {"runs": runs, **{k: spread(runs, k) for k in keys}}
 
 
-#: Seconds each row took (rows run in several parts add up), for the report: what the
-#: 15-minute budget of `make bench` goes to.
-ROW_SECONDS: dict[str, float] = {}
-#: Clock ticks (all, stolen) of the machine during each row: this machine is a VM whose speed
-#: drifts; the share the hypervisor took is printed next to the figures it may have slowed.
-ROW_TICKS: dict[str, list[int]] = {}
+#: What each row cost (rows run in several parts add up): [seconds, the machine's clock ticks,
+#: of them stolen]. The report shows where the 15-minute budget of `make bench` goes, and the
+#: share of the VM's time the hypervisor gave to other guests meanwhile (its speed drifts).
+ROW_COST: dict[str, list[float]] = {}
 
 
 def _guarded(name: str, fn: Callable[[], Any]) -> Any:
     """A row that fails is reported as failed (with the error), and the others still run."""
-    started = time.monotonic()
-    ticks = machine_ticks()
+    started, (ticks, stolen) = time.monotonic(), machine_ticks()
     try:
         return fn()
     except Exception as exc:  # noqa: BLE001 - a failed row is reported, not hidden
         log(f"row {name} failed: {exc!r}")
         return {"error": repr(exc)[:500]}
     finally:
-        ROW_SECONDS[name] = ROW_SECONDS.get(name, 0.0) + time.monotonic() - started
-        now = machine_ticks()
-        total = ROW_TICKS.setdefault(name, [0, 0])
-        total[0] += now[0] - ticks[0]
-        total[1] += now[1] - ticks[1]
+        now_ticks, now_stolen = machine_ticks()
+        cost = ROW_COST.setdefault(name, [0.0, 0, 0])
+        cost[0] += time.monotonic() - started
+        cost[1] += now_ticks - ticks
+        cost[2] += now_stolen - stolen
 
 
 def main() -> None:
@@ -178,10 +175,10 @@ def meta(elapsed: float) -> dict[str, Any]:
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "elapsed_s": round(elapsed),
-        "row_seconds": {name: round(seconds) for name, seconds in ROW_SECONDS.items()},
+        "row_seconds": {name: round(seconds) for name, (seconds, _, _) in ROW_COST.items()},
         "row_steal_pct": {
             name: round(100 * stolen / max(ticks, 1), 1)
-            for name, (ticks, stolen) in ROW_TICKS.items()
+            for name, (_, ticks, stolen) in ROW_COST.items()
         },
         "full": FULL,
         "runs_per_figure": RUNS,
